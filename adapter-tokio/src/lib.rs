@@ -1,0 +1,3 @@
+//! wharf: async WebSocket connections and a reconnecting client on tokio, built on wharf-core.
+//!
+//! This crate is being built; see the workspace README.
