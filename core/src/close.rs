@@ -102,12 +102,17 @@ mod tests {
     #[test]
     fn close_body_rules() {
         assert_eq!(parse_close_body(b""), Ok(None));
-        assert_eq!(parse_close_body(b"\x03"), Err(ProtocolError::CloseBodyOneByte));
+        assert_eq!(
+            parse_close_body(b"\x03"),
+            Err(ProtocolError::CloseBodyOneByte)
+        );
         assert_eq!(
             parse_close_body(b"\x03\xe8bye"),
             Ok(Some((CloseCode::NORMAL, "bye")))
         );
-        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000] {
+        for bad in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000,
+        ] {
             let b = bad.to_be_bytes();
             assert_eq!(
                 parse_close_body(&b),
@@ -115,7 +120,9 @@ mod tests {
                 "{bad}"
             );
         }
-        for good in [1000u16, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999] {
+        for good in [
+            1000u16, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999,
+        ] {
             assert!(parse_close_body(&good.to_be_bytes()).is_ok(), "{good}");
         }
         assert_eq!(

@@ -1,27 +1,129 @@
-//! wharf-core (being assembled).
+//! # wharf-core
+//!
+//! A WebSocket (RFC 6455) protocol core that does no I/O. One state machine,
+//! [`Connection`], runs the TLS session (rustls), the HTTP Upgrade handshake
+//! and the framing; whoever owns the socket feeds it bytes and the time.
+//!
+//! ```text
+//! socket bytes ──handle_input(now, &[u8])──▶ ┌──────────── Connection ────────────┐
+//!                                            │ rustls Connection (or plaintext)   │
+//! timer fired ──handle_timeout(now)────────▶ │ handshake ▸ frames ▸ messages      │
+//! app ──send(msg) / ping / close(code)─────▶ │ close handshake, keepalive, limits │
+//!                                            └────────────────────────────────────┘
+//!    poll_transmit(&mut buf) ◀── bytes for the socket
+//!    poll_event()            ◀── Open / Message / Ping / Pong / Closed …
+//!    poll_timeout()          ◀── the next Instant at which handle_timeout is due
+//! ```
+//!
+//! ## The run loop
+//!
+//! After **every** call that feeds or drives a connection, drain
+//! [`Connection::poll_transmit`] into the socket, drain
+//! [`Connection::poll_event`], and re-read [`Connection::poll_timeout`]. Here a
+//! client and a server talk over an in-memory "socket" (two byte vectors); a
+//! real program does the same with a `TcpStream` and its event loop.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use wharf_core::{Accept, ClientRequest, CloseCode, Config, Connection, Event, Message};
+//!
+//! let config = Arc::new(Config::default());
+//! let mut now = Instant::now(); // the caller owns the clock
+//! let request = ClientRequest::new("ws://example.com/chat")?;
+//! let mut client = Connection::client(config.clone(), &request, None, now)?;
+//! let mut server = Connection::server(config, None, now)?;
+//!
+//! let mut wire = Vec::new();
+//! let mut received = Vec::new();
+//! for _round in 0..10 {
+//!     // client → socket → server
+//!     while client.poll_transmit(&mut wire) > 0 {}
+//!     server.handle_input(now, &wire);
+//!     wire.clear();
+//!     while let Some(event) = server.poll_event() {
+//!         match event {
+//!             // The application decides on every upgrade request.
+//!             Event::Request(_req) => server.accept(Accept::default())?,
+//!             // Echo what arrives.
+//!             Event::Message(msg) => server.send(msg).expect("queue has room"),
+//!             _ => {}
+//!         }
+//!     }
+//!     // server → socket → client
+//!     while server.poll_transmit(&mut wire) > 0 {}
+//!     client.handle_input(now, &wire);
+//!     wire.clear();
+//!     while let Some(event) = client.poll_event() {
+//!         match event {
+//!             Event::Open(_) => client.send(Message::text("hello")).expect("open"),
+//!             Event::Message(msg) => {
+//!                 received.push(msg);
+//!                 client.close(CloseCode::NORMAL, "done")?;
+//!             }
+//!             Event::Closed(info) => assert!(info.clean),
+//!             _ => {}
+//!         }
+//!     }
+//!     // Timers: run whatever is due.
+//!     if let Some(deadline) = client.poll_timeout() {
+//!         if deadline <= now {
+//!             client.handle_timeout(now);
+//!         }
+//!     }
+//!     now += Duration::from_millis(1);
+//! }
+//! assert_eq!(received, vec![Message::text("hello")]);
+//! assert!(client.is_closed() && server.is_closed());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## TLS
+//!
+//! `wss://` needs a [`ClientTls`] (trusted roots: the Mozilla set, the OS
+//! store or PEM files; optionally a client certificate); a TLS server needs a
+//! [`ServerTls`] (certificate chain and key, optionally client
+//! authentication). Certificate failures end the connection with a typed
+//! [`TlsError`] (unknown issuer, expired, wrong name …) and the TLS alert is
+//! sent to the peer.
+//!
+//! ## Rules and limits
+//!
+//! Every MUST-fail rule of RFC 6455 §5 and §7 closes the connection with the
+//! right code (1002, 1007, 1009 …) and reports one final [`Event::Closed`].
+//! Every buffer is bounded by [`Config`]; nothing is allocated from a length
+//! the peer declares. A full outgoing queue hands the message back
+//! ([`SendError::Full`]).
 
 mod close;
 mod config;
+mod connection;
 mod error;
 mod event;
 mod frame;
 mod handshake;
 mod message;
 mod rng;
+mod timer;
 mod tls;
 mod utf8;
 
-pub use bytes::Bytes;
+#[doc(hidden)]
+pub mod bench_api;
+#[cfg(any(test, feature = "test-certs"))]
+#[doc(hidden)]
+pub mod test_certs;
+
+pub use bytes::{Bytes, BytesMut};
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, MessageMode};
-pub use error::{ConfigError, Error, HandshakeError, ProtocolError, SendError, TimeoutKind, TlsError};
+pub use connection::{Connection, Role};
+pub use error::{
+    ConfigError, Error, HandshakeError, ProtocolError, SendError, TimeoutKind, TlsError,
+};
 pub use event::{CloseInfo, Event, Initiator, Open};
 pub use handshake::{Accept, ClientRequest, Reject, Request, Response};
 pub use message::{Chunk, Message, MessageKind, Text};
 pub use rng::{OsSeededRng, Random};
-pub use tls::{ClientTls, ServerTls};
 pub use rustls;
-
-/// Placeholder until the connection lands.
-#[derive(Debug)]
-pub struct Connection;
+pub use tls::{ClientTls, ClientTlsBuilder, ServerTls, ServerTlsBuilder};

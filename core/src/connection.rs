@@ -1,0 +1,1274 @@
+//! The connection state machine: TLS (or plaintext) ▸ opening handshake ▸
+//! frames ▸ messages, plus the closing handshake, keepalive and limits.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{encode_close_body, parse_close_body, CloseCode, MAX_CLOSE_REASON};
+use crate::config::{Config, MessageMode};
+use crate::error::{
+    ConfigError, Error, HandshakeError, ProtocolError, SendError, TimeoutKind, TlsError,
+};
+use crate::event::{CloseInfo, Event, Initiator, Open};
+use crate::frame::{
+    apply_mask, decode_header, encode_header, extend_masked, FrameHeader, OpCode, MAX_HEADER_LEN,
+};
+use crate::handshake::{self, Accept, ClientRequest, HeadScanner, Reject, Request};
+use crate::message::{Chunk, Message, MessageKind, Text};
+use crate::rng::{OsSeededRng, Random};
+use crate::timer::{expired, Timers};
+use crate::tls::{ClientTls, ServerTls, TlsSession};
+use crate::utf8::Utf8Validator;
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the upgrade request and masks its frames (§5.3).
+    Client,
+    /// Answers the upgrade request; its frames are not masked.
+    Server,
+}
+
+/// How many plaintext bytes one `poll_transmit` call prepares at most (soft:
+/// whole frames are never split, so one frame may go past it).
+const TRANSMIT_BATCH: usize = 256 * 1024;
+
+/// An empty input buffer larger than this is given back to the allocator, so
+/// idle connections stay small.
+const IDLE_INBUF_CAPACITY: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// TLS handshake and/or HTTP upgrade in progress.
+    Handshake,
+    /// Server: the request was reported; waiting for `accept` / `reject`.
+    AwaitDecision,
+    /// Frames flow (possibly with a closing handshake under way).
+    Open,
+    /// `Closed` was reported. Nothing but queued bytes go out.
+    Closed,
+}
+
+enum Transport {
+    Plain,
+    Tls(Box<TlsSession>),
+}
+
+/// The incoming message being assembled.
+struct RxMessage {
+    kind: MessageKind,
+    fragments: usize,
+    size: u64,
+    /// Reassembled bytes (not used for single-frame messages, which are
+    /// handed out without a copy).
+    buf: BytesMut,
+    /// Stream mode: no chunk reported yet.
+    first_chunk: bool,
+}
+
+/// Where the decoder is in the current frame.
+enum Rx {
+    Header,
+    Payload {
+        header: FrameHeader,
+        /// Payload bytes of the frame not yet consumed from `inbuf`.
+        remaining: u64,
+        /// How many bytes at the front of `inbuf` are already unmasked and
+        /// validated (all belong to this frame).
+        ready: usize,
+        /// Payload bytes of the frame consumed so far (the mask offset).
+        consumed: u64,
+    },
+}
+
+/// An outgoing data message, framed lazily as `poll_transmit` drains it.
+struct TxMessage {
+    message: Message,
+    /// Payload bytes already framed.
+    offset: usize,
+}
+
+/// The closing handshake (§7.1).
+#[derive(Default)]
+struct CloseState {
+    /// Our Close frame, waiting to be written: code and reason.
+    pending: Option<(Option<CloseCode>, String)>,
+    /// Our Close frame goes out only after the queued messages (an
+    /// application close); a failure sends it at once.
+    after_data: bool,
+    /// Our Close frame was queued (no data frame may follow it).
+    sent: bool,
+    /// The code we sent.
+    sent_code: Option<CloseCode>,
+    sent_reason: String,
+    /// The peer's Close: code (1005 when absent) and reason.
+    received: Option<(CloseCode, String)>,
+    /// Who started the closing handshake.
+    initiator: Option<Initiator>,
+}
+
+/// One WebSocket connection, client or server, over TLS or plaintext, with no
+/// I/O inside.
+///
+/// # Driving it
+///
+/// Feed it what the socket reads with [`handle_input`](Self::handle_input)
+/// (and [`handle_eof`](Self::handle_eof) when the socket reports the end),
+/// call [`handle_timeout`](Self::handle_timeout) when the deadline from
+/// [`poll_timeout`](Self::poll_timeout) passes, and make calls such as
+/// [`send`](Self::send), [`ping`](Self::ping) and [`close`](Self::close).
+///
+/// **After every one of those calls**, drain [`poll_transmit`](Self::poll_transmit)
+/// into the socket, drain [`poll_event`](Self::poll_event), and read
+/// [`poll_timeout`](Self::poll_timeout) again. Once
+/// [`is_finished`](Self::is_finished) is true, every byte has been handed out
+/// and the socket can be closed.
+///
+/// The connection never reads a clock: every `now` comes from the caller, and
+/// randomness (masking keys, the handshake key) from its [`Random`].
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    rng: Box<dyn Random>,
+    transport: Transport,
+    phase: Phase,
+    /// The latest `now` seen, for calls that take none.
+    now: Instant,
+
+    // ---- input ----
+    inbuf: BytesMut,
+    head: HeadScanner,
+    rx: Rx,
+    rx_msg: Option<RxMessage>,
+    utf8: Utf8Validator,
+    /// Stream mode: the start of a character cut off at the end of the last
+    /// text chunk (at most 3 bytes), completed by the next bytes.
+    utf8_carry: Vec<u8>,
+    /// The transport reached its end (TCP EOF or TLS close_notify).
+    eof: bool,
+
+    // ---- handshake ----
+    client_key: String,
+    offered: Vec<String>,
+    request: Option<Request>,
+
+    // ---- output ----
+    /// Plaintext bytes ready for the transport.
+    out: Vec<u8>,
+    /// Scratch space for masking with TLS (masked bytes go to rustls).
+    data: VecDeque<TxMessage>,
+    queued_bytes: usize,
+    pong: Option<Bytes>,
+    ping: Option<Bytes>,
+    close: CloseState,
+    close_notify_sent: bool,
+
+    // ---- reporting ----
+    events: VecDeque<Event>,
+    timers: Timers,
+    /// Keepalive pings sent, for their payloads.
+    keepalive_seq: u64,
+    /// The transport may be closed once the output is drained.
+    done: bool,
+    error: Option<Error>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("phase", &self.phase)
+            .field("tls", &matches!(self.transport, Transport::Tls(_)))
+            .field("queued_bytes", &self.queued_bytes)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A client connection for `request` (a `ws://` or `wss://` URL). The
+    /// upgrade request is queued at once; drain [`poll_transmit`](Self::poll_transmit).
+    ///
+    /// `tls` is required for `wss://` and ignored for `ws://`.
+    pub fn client(
+        config: Arc<Config>,
+        request: &ClientRequest,
+        tls: Option<&ClientTls>,
+        now: Instant,
+    ) -> Result<Connection, ConfigError> {
+        Self::client_with_rng(config, request, tls, now, Box::new(OsSeededRng::new()))
+    }
+
+    /// As [`client`](Self::client), with the randomness injected (tests, fuzzing).
+    pub fn client_with_rng(
+        config: Arc<Config>,
+        request: &ClientRequest,
+        tls: Option<&ClientTls>,
+        now: Instant,
+        mut rng: Box<dyn Random>,
+    ) -> Result<Connection, ConfigError> {
+        let transport = if request.is_tls() {
+            let tls = tls.ok_or(ConfigError::TlsRequired)?;
+            Transport::Tls(Box::new(TlsSession::client(tls, request.host())?))
+        } else {
+            Transport::Plain
+        };
+        let mut nonce = [0u8; 16];
+        rng.fill(&mut nonce);
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, nonce);
+        let mut out = Vec::new();
+        handshake::encode_request(request, &key, &mut out)?;
+        let mut conn = Connection::new(Role::Client, config, rng, transport, now);
+        conn.out = out;
+        conn.client_key = key;
+        conn.offered = request.subprotocols().to_vec();
+        Ok(conn)
+    }
+
+    /// A server connection for one accepted socket. `tls` makes it `wss`.
+    pub fn server(
+        config: Arc<Config>,
+        tls: Option<&ServerTls>,
+        now: Instant,
+    ) -> Result<Connection, ConfigError> {
+        Self::server_with_rng(config, tls, now, Box::new(OsSeededRng::new()))
+    }
+
+    /// As [`server`](Self::server), with the randomness injected.
+    pub fn server_with_rng(
+        config: Arc<Config>,
+        tls: Option<&ServerTls>,
+        now: Instant,
+        rng: Box<dyn Random>,
+    ) -> Result<Connection, ConfigError> {
+        let transport = match tls {
+            Some(tls) => Transport::Tls(Box::new(TlsSession::server(tls)?)),
+            None => Transport::Plain,
+        };
+        Ok(Connection::new(Role::Server, config, rng, transport, now))
+    }
+
+    fn new(
+        role: Role,
+        config: Arc<Config>,
+        rng: Box<dyn Random>,
+        transport: Transport,
+        now: Instant,
+    ) -> Connection {
+        let timers = Timers {
+            handshake: Some(now + config.handshake_timeout),
+            ..Timers::default()
+        };
+        Connection {
+            role,
+            config,
+            rng,
+            transport,
+            phase: Phase::Handshake,
+            now,
+            inbuf: BytesMut::new(),
+            head: HeadScanner::default(),
+            rx: Rx::Header,
+            rx_msg: None,
+            utf8: Utf8Validator::default(),
+            utf8_carry: Vec::new(),
+            eof: false,
+            client_key: String::new(),
+            offered: Vec::new(),
+            request: None,
+            out: Vec::new(),
+            data: VecDeque::new(),
+            queued_bytes: 0,
+            pong: None,
+            ping: None,
+            close: CloseState::default(),
+            close_notify_sent: false,
+            events: VecDeque::new(),
+            timers,
+            keepalive_seq: 0,
+            done: false,
+            error: None,
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Inputs
+    // ------------------------------------------------------------------
+
+    /// Feeds bytes read from the socket. Any split is fine: a partial frame or
+    /// head is kept until the rest arrives.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.now = now;
+        if self.phase == Phase::Closed || self.eof || data.is_empty() {
+            return;
+        }
+        self.note_liveness(now);
+        match &mut self.transport {
+            Transport::Plain => self.inbuf.extend_from_slice(data),
+            Transport::Tls(tls) => match tls.read_tls(data, &mut self.inbuf) {
+                Ok(read) => {
+                    if read.peer_closed {
+                        self.eof = true;
+                    }
+                }
+                Err(e) => {
+                    // Keep what decrypted before the failure, then fail.
+                    self.process();
+                    self.fail(Error::Tls(e));
+                    return;
+                }
+            },
+        }
+        self.process();
+        if self.eof {
+            self.on_eof();
+        }
+    }
+
+    /// The socket reached its end (a read returned 0 bytes).
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        self.eof = true;
+        self.on_eof();
+    }
+
+    /// Runs the timers due at `now` (call it when `poll_timeout`'s instant passes;
+    /// calling it early is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if expired(&mut self.timers.linger, now) {
+            self.done = true;
+        }
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if expired(&mut self.timers.handshake, now) {
+            self.fail(Error::Timeout(TimeoutKind::Handshake));
+            return;
+        }
+        if expired(&mut self.timers.close, now) {
+            self.fail(Error::Timeout(TimeoutKind::Close));
+            return;
+        }
+        if expired(&mut self.timers.pong, now) {
+            self.fail(Error::Timeout(TimeoutKind::Pong));
+            return;
+        }
+        if expired(&mut self.timers.keepalive, now) && self.phase == Phase::Open && !self.close.sent
+        {
+            self.keepalive_seq += 1;
+            self.ping = Some(Bytes::copy_from_slice(&self.keepalive_seq.to_be_bytes()));
+            self.timers.pong = Some(now + self.config.pong_timeout);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Application calls
+    // ------------------------------------------------------------------
+
+    /// Queues a message. It takes ownership of the payload (nothing the caller
+    /// keeps is referenced afterwards) and frames it lazily, so Pongs and other
+    /// control frames can go between its fragments.
+    ///
+    /// Fails, handing the message back, when the connection is not open or
+    /// the queue holds `max_send_queue` bytes already (a message larger than
+    /// the whole limit is taken when the queue is empty).
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        if self.phase != Phase::Open || self.close.sent || self.close.pending.is_some() {
+            return Err(SendError::NotOpen(message));
+        }
+        let len = message.len();
+        if self.queued_bytes > 0 && self.queued_bytes + len > self.config.max_send_queue {
+            return Err(SendError::Full(message));
+        }
+        self.queued_bytes += len;
+        self.data.push_back(TxMessage { message, offset: 0 });
+        Ok(())
+    }
+
+    /// Queues a Ping with `payload` (at most 125 bytes, §5.5). A Ping not yet
+    /// sent is replaced.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), ConfigError> {
+        if payload.len() > 125 {
+            return Err(ConfigError::InvalidClose(
+                "a ping payload is at most 125 bytes".into(),
+            ));
+        }
+        if self.phase != Phase::Open || self.close.sent {
+            return Err(ConfigError::InvalidState("the connection is not open"));
+        }
+        self.ping = Some(Bytes::copy_from_slice(payload));
+        Ok(())
+    }
+
+    /// Starts the closing handshake (§7.1.2): the Close frame goes out after
+    /// the messages already queued, then the peer has `close_timeout` to answer.
+    ///
+    /// Before the connection is open, this abandons the handshake.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), ConfigError> {
+        if !code.is_sendable() {
+            return Err(ConfigError::InvalidClose(format!(
+                "code {code} may not be sent (§7.4)"
+            )));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(ConfigError::InvalidClose(format!(
+                "reason of {} bytes (at most {MAX_CLOSE_REASON})",
+                reason.len()
+            )));
+        }
+        match self.phase {
+            Phase::Closed => Ok(()),
+            Phase::Handshake | Phase::AwaitDecision => {
+                self.finish(CloseInfo {
+                    initiator: Initiator::Local,
+                    code,
+                    reason: reason.to_owned(),
+                    clean: false,
+                    error: None,
+                });
+                Ok(())
+            }
+            Phase::Open => {
+                if self.close.sent || self.close.pending.is_some() {
+                    return Ok(());
+                }
+                self.close.pending = Some((Some(code), reason.to_owned()));
+                self.close.after_data = true;
+                self.close.initiator = Some(Initiator::Local);
+                self.timers.close = Some(self.now + self.config.close_timeout);
+                self.timers.keepalive = None;
+                self.timers.pong = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Server: accepts the request reported by [`Event::Request`].
+    pub fn accept(&mut self, accept: Accept) -> Result<(), ConfigError> {
+        if self.phase != Phase::AwaitDecision {
+            return Err(ConfigError::InvalidState("no upgrade request is waiting"));
+        }
+        let request = self
+            .request
+            .take()
+            .ok_or(ConfigError::InvalidState("no upgrade request is waiting"))?;
+        if let Err(e) = handshake::encode_accept(&request, &accept, &mut self.out) {
+            self.request = Some(request);
+            return Err(e);
+        }
+        self.open(accept.subprotocol, None);
+        // Frames the client sent right behind its request.
+        self.process();
+        Ok(())
+    }
+
+    /// Server: rejects the request reported by [`Event::Request`] with an HTTP
+    /// error response; the connection then ends.
+    pub fn reject(&mut self, reject: Reject) -> Result<(), ConfigError> {
+        if self.phase != Phase::AwaitDecision {
+            return Err(ConfigError::InvalidState("no upgrade request is waiting"));
+        }
+        handshake::encode_reject(&reject, &mut self.out)?;
+        self.request = None;
+        self.fail(Error::Handshake(HandshakeError::RejectedByApplication(
+            reject.status,
+        )));
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // Outputs
+    // ------------------------------------------------------------------
+
+    /// Appends the bytes to write to the socket to `buf` and returns how many
+    /// were appended (0: nothing to write now). Call until it returns 0.
+    ///
+    /// When `buf` is empty and the connection is plaintext, the connection's
+    /// own buffer is swapped in rather than copied.
+    #[must_use]
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+        let before = buf.len();
+        self.fill_out();
+        match &mut self.transport {
+            Transport::Plain => {
+                if buf.is_empty() {
+                    std::mem::swap(buf, &mut self.out);
+                } else {
+                    buf.extend_from_slice(&self.out);
+                    self.out.clear();
+                }
+            }
+            Transport::Tls(tls) => {
+                if !self.out.is_empty() && !matches!(self.error, Some(Error::Tls(_))) {
+                    let mut pos = 0;
+                    while pos < self.out.len() {
+                        let n = tls.write_plaintext(&self.out[pos..]);
+                        pos += n;
+                        tls.write_tls(buf);
+                        if n == 0 {
+                            // The session can send nothing more (it failed
+                            // or closed): these bytes can never go out.
+                            pos = self.out.len();
+                        }
+                    }
+                    self.out.drain(..pos);
+                }
+                if self.phase == Phase::Closed
+                    && !self.close_notify_sent
+                    && self.out.is_empty()
+                    && !matches!(self.error, Some(Error::Tls(_)))
+                {
+                    self.close_notify_sent = true;
+                    tls.send_close_notify();
+                }
+                tls.write_tls(buf);
+            }
+        }
+        buf.len() - before
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ------------------------------------------------------------------
+    // Queries
+    // ------------------------------------------------------------------
+
+    /// Client or server.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The handshake finished and the connection has not closed.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// `Closed` was reported.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Closed, every byte handed to `poll_transmit`, and (client after a clean
+    /// close) the server ended the transport or the linger time passed: the
+    /// socket can be closed and the connection dropped.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Closed && self.done && !self.wants_write()
+    }
+
+    /// There are bytes to transmit: register for writability.
+    #[must_use]
+    pub fn wants_write(&self) -> bool {
+        if !self.out.is_empty() {
+            return true;
+        }
+        if let Transport::Tls(tls) = &self.transport {
+            if tls.wants_write() {
+                return true;
+            }
+            if self.phase == Phase::Closed
+                && !self.close_notify_sent
+                && !matches!(self.error, Some(Error::Tls(_)))
+            {
+                return true;
+            }
+        }
+        self.has_frames_to_write()
+    }
+
+    /// The connection still reads from the socket.
+    #[must_use]
+    pub fn wants_read(&self) -> bool {
+        !self.eof && !self.is_finished()
+    }
+
+    /// Bytes of queued messages not yet framed.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// The error that failed the connection, if one did (sticky).
+    #[must_use]
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// Takes back the messages that were queued but not completely sent (for
+    /// example after a failure), oldest first, so that nothing is lost silently.
+    pub fn take_unsent(&mut self) -> Vec<Message> {
+        self.queued_bytes = 0;
+        self.data.drain(..).map(|m| m.message).collect()
+    }
+
+    // ------------------------------------------------------------------
+    // Internals: input
+    // ------------------------------------------------------------------
+
+    fn note_liveness(&mut self, now: Instant) {
+        if self.phase == Phase::Open && !self.close.sent {
+            self.timers.pong = None;
+            if let Some(interval) = self.config.ping_interval {
+                self.timers.keepalive = Some(now + interval);
+            }
+        }
+    }
+
+    fn process(&mut self) {
+        loop {
+            match self.phase {
+                Phase::Handshake => {
+                    if !self.process_head() {
+                        break;
+                    }
+                }
+                Phase::AwaitDecision => {
+                    // A client may not send frames before the 101 (§4.1);
+                    // bound what it can park here.
+                    if self.inbuf.len() > self.config.max_header_bytes {
+                        self.fail(Error::Handshake(HandshakeError::HeadTooLarge {
+                            max: self.config.max_header_bytes,
+                        }));
+                    }
+                    break;
+                }
+                Phase::Open => {
+                    if let Err(e) = self.process_frames() {
+                        self.fail(Error::Protocol(e));
+                    }
+                    break;
+                }
+                Phase::Closed => break,
+            }
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF_CAPACITY {
+            self.inbuf = BytesMut::new();
+        }
+    }
+
+    /// Looks for a complete HTTP head; returns true when the phase changed.
+    fn process_head(&mut self) -> bool {
+        let max = self.config.max_header_bytes;
+        let len = match self.head.scan(&self.inbuf, max) {
+            Ok(Some(len)) => len,
+            Ok(None) => return false,
+            Err(e) => {
+                if self.role == Role::Server {
+                    handshake::encode_refusal(&e, &mut self.out);
+                }
+                self.fail(Error::Handshake(e));
+                return true;
+            }
+        };
+        let head = self.inbuf.split_to(len);
+        match self.role {
+            Role::Client => {
+                match handshake::parse_response(
+                    &head,
+                    &self.client_key,
+                    &self.offered,
+                    self.config.max_headers,
+                ) {
+                    Ok(response) => {
+                        let subprotocol = response.subprotocol.clone();
+                        self.open(subprotocol, Some(Box::new(response)));
+                    }
+                    Err(e) => self.fail(Error::Handshake(e)),
+                }
+            }
+            Role::Server => match handshake::parse_request(&head, self.config.max_headers) {
+                Ok(request) => {
+                    self.request = Some(request.clone());
+                    self.phase = Phase::AwaitDecision;
+                    self.events.push_back(Event::Request(Box::new(request)));
+                }
+                Err(e) => {
+                    handshake::encode_refusal(&e, &mut self.out);
+                    self.fail(Error::Handshake(e));
+                }
+            },
+        }
+        true
+    }
+
+    fn open(&mut self, subprotocol: Option<String>, response: Option<Box<handshake::Response>>) {
+        self.phase = Phase::Open;
+        self.timers.handshake = None;
+        if let Some(interval) = self.config.ping_interval {
+            self.timers.keepalive = Some(self.now + interval);
+        }
+        self.events.push_back(Event::Open(Open {
+            subprotocol,
+            response,
+        }));
+    }
+
+    /// Decodes every complete frame (and every ready payload byte) in `inbuf`.
+    fn process_frames(&mut self) -> Result<(), ProtocolError> {
+        let expect_masked = self.role == Role::Server;
+        while self.phase == Phase::Open {
+            match &mut self.rx {
+                Rx::Header => {
+                    let Some((header, n)) = decode_header(&self.inbuf, expect_masked, 0)? else {
+                        return Ok(());
+                    };
+                    self.start_frame(&header)?;
+                    self.inbuf.advance(n);
+                    self.rx = Rx::Payload {
+                        header,
+                        remaining: header.payload_len,
+                        ready: 0,
+                        consumed: 0,
+                    };
+                }
+                Rx::Payload { .. } => {
+                    if !self.process_payload()? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a new frame's header against the message state and limits.
+    fn start_frame(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        let max_frame = self.config.max_frame_size;
+        if h.payload_len > max_frame as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                len: h.payload_len,
+                max: max_frame,
+            });
+        }
+        if h.opcode.is_control() {
+            return Ok(());
+        }
+        if self.close.received.is_some() {
+            return Err(ProtocolError::DataAfterClose);
+        }
+        let max_msg = self.config.max_message_size;
+        match (h.opcode, &mut self.rx_msg) {
+            (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(msg)) => {
+                msg.fragments += 1;
+                if msg.fragments > self.config.max_fragments {
+                    return Err(ProtocolError::TooManyFragments {
+                        max: self.config.max_fragments,
+                    });
+                }
+                msg.size += h.payload_len;
+                if msg.size > max_msg as u64 {
+                    return Err(ProtocolError::MessageTooLarge { max: max_msg });
+                }
+                Ok(())
+            }
+            (_, Some(_)) => Err(ProtocolError::ExpectedContinuation),
+            (op, None) => {
+                if h.payload_len > max_msg as u64 {
+                    return Err(ProtocolError::MessageTooLarge { max: max_msg });
+                }
+                let kind = if op == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                self.rx_msg = Some(RxMessage {
+                    kind,
+                    fragments: 1,
+                    size: h.payload_len,
+                    buf: BytesMut::new(),
+                    first_chunk: true,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Works on the current frame's payload; returns false when it needs more
+    /// input.
+    fn process_payload(&mut self) -> Result<bool, ProtocolError> {
+        let Rx::Payload {
+            header,
+            mut remaining,
+            mut ready,
+            mut consumed,
+        } = self.rx
+        else {
+            return Ok(true);
+        };
+        if header.opcode.is_control() {
+            // At most 125 bytes: wait for all of it.
+            let len = remaining as usize;
+            if self.inbuf.len() < len {
+                return Ok(false);
+            }
+            let mut payload = self.inbuf.split_to(len);
+            if let Some(key) = header.mask {
+                apply_mask(&mut payload, key, 0);
+            }
+            self.rx = Rx::Header;
+            self.handle_control(header.opcode, payload.freeze())?;
+            return Ok(true);
+        }
+        let Some(kind) = self.rx_msg.as_ref().map(|m| m.kind) else {
+            // start_frame opens a message for every data frame.
+            self.rx = Rx::Header;
+            return Ok(true);
+        };
+
+        // Data frame: unmask and validate whatever arrived, as it arrives, so
+        // that invalid UTF-8 fails fast (§8.1).
+        let avail = (self.inbuf.len() as u64).min(remaining) as usize;
+        if avail > ready {
+            let fresh = &mut self.inbuf[ready..avail];
+            if let Some(key) = header.mask {
+                apply_mask(fresh, key, (consumed as usize).wrapping_add(ready));
+            }
+            if kind == MessageKind::Text && self.utf8.feed(fresh).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            ready = avail;
+        }
+        let frame_complete = avail as u64 == remaining;
+        let single_frame = header.fin && self.rx_msg.as_ref().is_some_and(|m| m.fragments == 1);
+
+        match self.config.message_mode {
+            MessageMode::Reassemble if single_frame => {
+                if !frame_complete {
+                    // Keep it in place, to hand it out without a copy.
+                    self.rx = Rx::Payload {
+                        header,
+                        remaining,
+                        ready,
+                        consumed,
+                    };
+                    return Ok(false);
+                }
+                let payload = self.inbuf.split_to(avail).freeze();
+                self.rx = Rx::Header;
+                self.finish_message(Some(payload))?;
+                return Ok(true);
+            }
+            MessageMode::Reassemble => {
+                if let Some(msg) = self.rx_msg.as_mut() {
+                    msg.buf.extend_from_slice(&self.inbuf[..avail]);
+                }
+                self.inbuf.advance(avail);
+            }
+            MessageMode::Stream => {
+                let last = frame_complete && header.fin;
+                let taken = self.inbuf.split_to(avail).freeze();
+                self.emit_chunk(taken, last);
+            }
+        }
+        remaining -= avail as u64;
+        consumed += avail as u64;
+        if remaining > 0 {
+            self.rx = Rx::Payload {
+                header,
+                remaining,
+                ready: 0,
+                consumed,
+            };
+            return Ok(false);
+        }
+        self.rx = Rx::Header;
+        if header.fin {
+            self.finish_message(None)?;
+        }
+        Ok(true)
+    }
+
+    /// Ends the current message; `whole` is the payload of a single-frame message.
+    fn finish_message(&mut self, whole: Option<Bytes>) -> Result<(), ProtocolError> {
+        let Some(msg) = self.rx_msg.take() else {
+            return Ok(());
+        };
+        if msg.kind == MessageKind::Text && self.utf8.finish().is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        if self.config.message_mode == MessageMode::Stream {
+            return Ok(());
+        }
+        let payload = whole.unwrap_or_else(|| msg.buf.freeze());
+        let message = match msg.kind {
+            MessageKind::Text => Message::Text(Text::from_validated(payload)),
+            MessageKind::Binary => Message::Binary(payload),
+        };
+        self.events.push_back(Event::Message(message));
+        Ok(())
+    }
+
+    /// Stream mode: reports `data` as a chunk. Text chunks end on a character
+    /// boundary: a cut-off character is carried into the next chunk.
+    fn emit_chunk(&mut self, mut data: Bytes, last: bool) {
+        let Some(msg) = self.rx_msg.as_mut() else {
+            return;
+        };
+        if msg.kind == MessageKind::Text {
+            if !self.utf8_carry.is_empty() {
+                // Complete the carried character from the front of `data`.
+                let need = utf8_seq_len(self.utf8_carry[0]).saturating_sub(self.utf8_carry.len());
+                let take = need.min(data.len());
+                self.utf8_carry.extend_from_slice(&data[..take]);
+                data.advance(take);
+                if take == need {
+                    let joined = Bytes::from(std::mem::take(&mut self.utf8_carry));
+                    let first = std::mem::replace(&mut msg.first_chunk, false);
+                    self.events.push_back(Event::Chunk(Chunk {
+                        kind: msg.kind,
+                        data: joined,
+                        first,
+                        last: last && data.is_empty(),
+                    }));
+                    if data.is_empty() {
+                        return;
+                    }
+                } else if !last {
+                    return;
+                }
+            }
+            if !last {
+                let cut = self.utf8.pending().min(data.len());
+                if cut > 0 {
+                    let tail = data.split_off(data.len() - cut);
+                    self.utf8_carry.extend_from_slice(&tail);
+                }
+            }
+        }
+        if data.is_empty() && !last {
+            return;
+        }
+        let first = std::mem::replace(&mut msg.first_chunk, false);
+        self.events.push_back(Event::Chunk(Chunk {
+            kind: msg.kind,
+            data,
+            first,
+            last,
+        }));
+    }
+
+    fn handle_control(&mut self, op: OpCode, payload: Bytes) -> Result<(), ProtocolError> {
+        match op {
+            OpCode::Ping => {
+                if !self.close.sent && self.close.pending.is_none() {
+                    // Answer the most recent Ping only (§5.5.3).
+                    self.pong = Some(payload.clone());
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+            OpCode::Close => {
+                let (code, reason) = match parse_close_body(&payload)? {
+                    Some((code, reason)) => (code, reason.to_owned()),
+                    None => (CloseCode::NO_STATUS, String::new()),
+                };
+                self.on_close_frame(code, reason);
+            }
+            // decode_header never yields data opcodes here.
+            OpCode::Continuation | OpCode::Text | OpCode::Binary => {}
+        }
+        Ok(())
+    }
+
+    fn on_close_frame(&mut self, code: CloseCode, reason: String) {
+        self.close.received = Some((code, reason.clone()));
+        self.events.push_back(Event::CloseReceived {
+            code,
+            reason: reason.clone(),
+        });
+        if !self.close.sent {
+            if let Some((ours, our_reason)) = &self.close.pending {
+                // Our own Close was still waiting behind data: send it now.
+                self.close.sent_code = *ours;
+                self.close.sent_reason = our_reason.clone();
+            } else {
+                // Echo the code (§5.5.1), at once: no more data from us.
+                let echo = (code != CloseCode::NO_STATUS).then_some(code);
+                self.close.pending = Some((echo, String::new()));
+                self.close.initiator = Some(Initiator::Remote);
+            }
+            self.close.after_data = false;
+        }
+        let initiator = self.close.initiator.unwrap_or(Initiator::Remote);
+        let (code, reason) = match initiator {
+            Initiator::Remote => (code, reason),
+            Initiator::Local => (
+                self.close.sent_code.unwrap_or(CloseCode::NO_STATUS),
+                self.close.sent_reason.clone(),
+            ),
+        };
+        self.finish(CloseInfo {
+            initiator,
+            code,
+            reason,
+            clean: true,
+            error: None,
+        });
+    }
+
+    fn on_eof(&mut self) {
+        match self.phase {
+            Phase::Closed => {
+                // The peer ended the transport after the closing handshake.
+                self.timers.linger = None;
+                self.done = true;
+            }
+            Phase::Handshake | Phase::AwaitDecision => {
+                self.fail(Error::Handshake(HandshakeError::Eof));
+            }
+            Phase::Open => {
+                self.error = Some(Error::TransportClosed);
+                self.data_lost();
+                self.finish(CloseInfo {
+                    initiator: Initiator::Remote,
+                    code: CloseCode::ABNORMAL,
+                    reason: String::new(),
+                    clean: false,
+                    error: Some(Error::TransportClosed),
+                });
+                self.done = true;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Internals: output
+    // ------------------------------------------------------------------
+
+    fn has_frames_to_write(&self) -> bool {
+        if matches!(self.error, Some(Error::Tls(_))) {
+            return false;
+        }
+        let data_allowed = self.phase == Phase::Open && !self.close.sent;
+        self.close.pending.is_some()
+            || (data_allowed
+                && (self.pong.is_some() || self.ping.is_some() || !self.data.is_empty()))
+    }
+
+    /// Frames queued control frames and messages into `out`, up to a batch.
+    fn fill_out(&mut self) {
+        if matches!(self.error, Some(Error::Tls(_))) {
+            return;
+        }
+        while self.out.len() < TRANSMIT_BATCH && !self.close.sent {
+            if self.phase != Phase::Open {
+                // Only a Close frame may still go out.
+                if let Some((code, reason)) = self.close.pending.take() {
+                    self.write_close(code, reason);
+                }
+                break;
+            }
+            if let Some(payload) = self.pong.take() {
+                self.write_frame(OpCode::Pong, true, &payload);
+                continue;
+            }
+            if let Some(payload) = self.ping.take() {
+                self.write_frame(OpCode::Ping, true, &payload);
+                continue;
+            }
+            let close_now =
+                self.close.pending.is_some() && (!self.close.after_data || self.data.is_empty());
+            if close_now {
+                if let Some((code, reason)) = self.close.pending.take() {
+                    self.write_close(code, reason);
+                }
+                break;
+            }
+            if !self.write_data_frame() {
+                break;
+            }
+        }
+    }
+
+    /// Writes the next frame of the oldest queued message; false when none.
+    fn write_data_frame(&mut self) -> bool {
+        let max = self.config.max_outgoing_frame.max(1);
+        let Some(tx) = self.data.front_mut() else {
+            return false;
+        };
+        let payload = tx.message.payload();
+        let start = tx.offset;
+        let end = (start + max).min(payload.len());
+        let opcode = match (start, tx.message.kind()) {
+            (0, MessageKind::Text) => OpCode::Text,
+            (0, MessageKind::Binary) => OpCode::Binary,
+            _ => OpCode::Continuation,
+        };
+        let fin = end == payload.len();
+        let mask = match self.role {
+            Role::Client => Some(self.rng.mask_key()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: (end - start) as u64,
+        };
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&header, &mut hdr);
+        self.out.reserve(n + end - start);
+        self.out.extend_from_slice(&hdr[..n]);
+        match mask {
+            Some(key) => extend_masked(&mut self.out, &payload[start..end], key, 0),
+            None => self.out.extend_from_slice(&payload[start..end]),
+        }
+        tx.offset = end;
+        self.queued_bytes -= end - start;
+        if fin {
+            self.data.pop_front();
+        }
+        true
+    }
+
+    fn write_close(&mut self, code: Option<CloseCode>, reason: String) {
+        let mut body = [0u8; 125];
+        let n = match code {
+            Some(code) => encode_close_body(code, &reason, &mut body),
+            None => 0,
+        };
+        self.write_frame(OpCode::Close, true, &body[..n]);
+        self.close.sent = true;
+        self.close.sent_code = code;
+        self.close.sent_reason = reason;
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Client => Some(self.rng.mask_key()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&header, &mut hdr);
+        self.out.extend_from_slice(&hdr[..n]);
+        match mask {
+            Some(key) => extend_masked(&mut self.out, payload, key, 0),
+            None => self.out.extend_from_slice(payload),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Internals: ending
+    // ------------------------------------------------------------------
+
+    /// Fails the connection (§7.1.7): sends a Close with the fitting code when
+    /// open, reports `Closed`, and ignores all further input.
+    fn fail(&mut self, error: Error) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.error = Some(error.clone());
+        let (code, initiator) = match &error {
+            Error::Protocol(e) => (e.close_code(), Initiator::Local),
+            Error::Timeout(TimeoutKind::Pong) => (CloseCode::INTERNAL_ERROR, Initiator::Local),
+            Error::Timeout(TimeoutKind::Close) => (
+                self.close.sent_code.unwrap_or(CloseCode::NORMAL),
+                self.close.initiator.unwrap_or(Initiator::Local),
+            ),
+            Error::Timeout(TimeoutKind::Handshake) => (CloseCode::ABNORMAL, Initiator::Local),
+            // The peer's alert ended it, or this side refused the peer.
+            Error::Tls(TlsError::AlertReceived(_)) => (CloseCode::TLS_HANDSHAKE, Initiator::Remote),
+            Error::Tls(_) => (CloseCode::TLS_HANDSHAKE, Initiator::Local),
+            Error::Handshake(HandshakeError::RejectedByApplication(_)) => {
+                (CloseCode::ABNORMAL, Initiator::Local)
+            }
+            Error::Handshake(_) | Error::TransportClosed => {
+                (CloseCode::ABNORMAL, Initiator::Remote)
+            }
+        };
+        let reason = match &error {
+            Error::Protocol(e) => truncate_reason(&e.to_string()),
+            Error::Timeout(TimeoutKind::Pong) => "keepalive timeout".to_owned(),
+            _ => String::new(),
+        };
+        if self.phase == Phase::Open && !self.close.sent && code.is_sendable() {
+            self.close.pending = Some((Some(code), reason.clone()));
+            self.close.after_data = false;
+        }
+        // No data frame follows a Close frame; whatever was queued is lost to
+        // this connection and can be taken back with `take_unsent`.
+        self.data_lost();
+        let clean = false;
+        let (code, reason) = match (&error, &self.close.received) {
+            (Error::Timeout(TimeoutKind::Close), _) => (code, self.close.sent_reason.clone()),
+            _ => (code, reason),
+        };
+        self.finish(CloseInfo {
+            initiator,
+            code,
+            reason,
+            clean,
+            error: Some(error),
+        });
+        self.done = true;
+    }
+
+    /// No more data frames will go out: drop pending control frames. Queued
+    /// messages stay for `take_unsent`.
+    fn data_lost(&mut self) {
+        self.pong = None;
+        self.ping = None;
+    }
+
+    /// Reports `Closed` (once) and stops the timers that no longer apply.
+    fn finish(&mut self, info: CloseInfo) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.timers.clear();
+        self.rx_msg = None;
+        self.inbuf = BytesMut::new();
+        if info.clean && self.role == Role::Client && !self.eof {
+            // §7.1.1: the server ends the TCP connection first; wait a while.
+            self.timers.linger = Some(self.now + self.config.close_timeout);
+        } else {
+            self.done = true;
+        }
+        self.events.push_back(Event::Closed(info));
+    }
+}
+
+fn truncate_reason(s: &str) -> String {
+    let mut end = s.len().min(MAX_CLOSE_REASON);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Length of the UTF-8 sequence a lead byte starts (1 for anything else).
+fn utf8_seq_len(lead: u8) -> usize {
+    match lead {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    }
+}
