@@ -103,6 +103,7 @@ mod event;
 mod frame;
 mod handshake;
 mod message;
+mod reconnect;
 mod rng;
 mod timer;
 mod tls;
@@ -124,6 +125,7 @@ pub use error::{
 pub use event::{CloseInfo, Event, Initiator, Open};
 pub use handshake::{Accept, ClientRequest, Reject, Request, Response};
 pub use message::{Chunk, Message, MessageKind, Text};
+pub use reconnect::{Backoff, Reconnect, ReconnectConfig};
 pub use rng::{OsSeededRng, Random};
 pub use rustls;
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls, ServerTlsBuilder};
