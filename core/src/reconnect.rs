@@ -290,9 +290,10 @@ mod tests {
 
     #[test]
     fn attempt_limit() {
-        let mut config = ReconnectConfig::default();
-        config.max_attempts = Some(3);
-        let mut p = policy(config);
+        let mut p = policy(ReconnectConfig {
+            max_attempts: Some(3),
+            ..ReconnectConfig::default()
+        });
         let now = Instant::now();
         assert!(p.attempt_failed(now).is_some());
         assert!(p.attempt_failed(now).is_some());
