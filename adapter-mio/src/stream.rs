@@ -1,0 +1,407 @@
+//! One WebSocket connection on a mio `TcpStream`.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use wharf_core::{
+    ClientRequest, ClientTls, CloseCode, Config, ConfigError, Connection, Event, Message, SendError,
+};
+
+/// Bytes read from the socket in one `read` call. The buffer lives on the
+/// stack (64-byte aligned: the kernel copies into aligned buffers faster), so
+/// an idle connection holds no read buffer at all.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[repr(align(64))]
+struct ReadBuf([u8; READ_CHUNK]);
+
+/// An output buffer larger than this is given back once drained, so idle
+/// connections stay small.
+const IDLE_OUT_CAPACITY: usize = 64 * 1024;
+
+/// A [`Connection`] driven on a non-blocking mio `TcpStream`, registered in
+/// the caller's `Poll` under the caller's `Token`.
+///
+/// Call [`handle_event`](Self::handle_event) for every mio event with this
+/// stream's token, [`handle_timeout`](Self::handle_timeout) when
+/// [`poll_timeout`](Self::poll_timeout) passes, and drain
+/// [`poll_event`](Self::poll_event) after each. The stream keeps its mio
+/// interest in step with what the connection wants (always readable while it
+/// reads, writable only while bytes wait for the socket).
+///
+/// Once [`is_finished`](Self::is_finished) is true, deregister and drop it.
+pub struct WsStream {
+    socket: TcpStream,
+    conn: Connection,
+    token: Token,
+    /// Bytes from `poll_transmit` not yet accepted by the socket.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The interest registered with mio (`None`: not registered).
+    interest: Option<Interest>,
+    /// The TCP connect finished (always true for accepted sockets).
+    connected: bool,
+    /// The socket failed; the connection was told the transport ended.
+    io_error: Option<io::Error>,
+}
+
+impl std::fmt::Debug for WsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsStream")
+            .field("token", &self.token)
+            .field("conn", &self.conn)
+            .field("pending_out", &(self.out.len() - self.out_pos))
+            .field("io_error", &self.io_error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsStream {
+    /// Wraps a connected socket (e.g. from `TcpListener::accept`) and its
+    /// connection. Call [`register`](Self::register) next.
+    pub fn new(socket: TcpStream, conn: Connection, token: Token) -> WsStream {
+        // Small frames should not wait for Nagle's algorithm; a failure here
+        // only costs latency.
+        let _ = socket.set_nodelay(true);
+        WsStream {
+            socket,
+            conn,
+            token,
+            out: Vec::new(),
+            out_pos: 0,
+            interest: None,
+            connected: true,
+            io_error: None,
+        }
+    }
+
+    /// Starts a non-blocking TCP connect to `addr` and a client connection
+    /// for `request`. Call [`register`](Self::register) next; the upgrade
+    /// request goes out once the TCP connect completes.
+    pub fn connect(
+        addr: SocketAddr,
+        request: &ClientRequest,
+        config: Arc<Config>,
+        tls: Option<&ClientTls>,
+        now: Instant,
+        token: Token,
+    ) -> Result<WsStream, ConnectError> {
+        let conn = Connection::client(config, request, tls, now)?;
+        let socket = TcpStream::connect(addr)?;
+        let mut stream = WsStream::new(socket, conn, token);
+        stream.connected = false;
+        Ok(stream)
+    }
+
+    /// Registers the socket with `registry` under this stream's token.
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        registry.register(&mut self.socket, self.token, interest)?;
+        self.interest = Some(interest);
+        Ok(())
+    }
+
+    /// Removes the socket from `registry`.
+    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        if self.interest.take().is_some() {
+            registry.deregister(&mut self.socket)?;
+        }
+        Ok(())
+    }
+
+    /// This stream's token.
+    #[must_use]
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
+    /// The address of the peer, once connected.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.peer_addr()
+    }
+
+    /// The core connection (for queries such as `is_open`).
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Handles a mio event for this stream's token: reads what is readable,
+    /// writes what is pending.
+    pub fn handle_event(&mut self, registry: &Registry, event: &mio::event::Event, now: Instant) {
+        if !self.connected && !self.finish_connect(event, now) {
+            self.update_interest(registry);
+            return;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read(now);
+        }
+        self.drive(registry, now);
+    }
+
+    /// Runs the connection's timers (call when [`poll_timeout`](Self::poll_timeout) passes).
+    pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.drive(registry, now);
+    }
+
+    /// Queues a message and writes what the socket takes now. On error the
+    /// message is handed back inside [`SendError`].
+    pub fn send(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        message: Message,
+    ) -> Result<(), SendError> {
+        self.conn.send(message)?;
+        self.drive(registry, now);
+        Ok(())
+    }
+
+    /// Starts the closing handshake (§7.1.2).
+    pub fn close(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), ConfigError> {
+        self.conn.close(code, reason)?;
+        self.drive(registry, now);
+        Ok(())
+    }
+
+    /// Server: answers the upgrade request reported by `Event::Request`.
+    pub fn accept(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        accept: wharf_core::Accept,
+    ) -> Result<(), ConfigError> {
+        self.conn.accept(accept)?;
+        self.drive(registry, now);
+        Ok(())
+    }
+
+    /// Server: refuses the upgrade request with an HTTP error.
+    pub fn reject(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        reject: wharf_core::Reject,
+    ) -> Result<(), ConfigError> {
+        self.conn.reject(reject)?;
+        self.drive(registry, now);
+        Ok(())
+    }
+
+    /// The next connection event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.conn.poll_event()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conn.poll_timeout()
+    }
+
+    /// Takes back messages queued but not sent (after a failure).
+    pub fn take_unsent(&mut self) -> Vec<Message> {
+        self.conn.take_unsent()
+    }
+
+    /// The socket error that ended the connection, if one did.
+    #[must_use]
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.io_error.as_ref()
+    }
+
+    /// The connection is over and every byte went out (or the socket failed):
+    /// deregister and drop the stream.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.conn.is_finished() && (self.out_pos == self.out.len() || self.io_error.is_some())
+    }
+
+    /// Completes a non-blocking connect; false while it is still pending or
+    /// once it failed.
+    fn finish_connect(&mut self, event: &mio::event::Event, now: Instant) -> bool {
+        if let Ok(Some(e)) | Err(e) = self.socket.take_error() {
+            self.fail_io(e, now);
+            return false;
+        }
+        if !(event.is_writable() || event.is_readable() || event.is_error()) {
+            return false;
+        }
+        match self.socket.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                let _ = self.socket.set_nodelay(true);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                if event.is_error() || event.is_write_closed() {
+                    let e = io::Error::new(io::ErrorKind::ConnectionRefused, "connect failed");
+                    self.fail_io(e, now);
+                }
+                false
+            }
+            Err(e) => {
+                self.fail_io(e, now);
+                false
+            }
+        }
+    }
+
+    fn read(&mut self, now: Instant) {
+        if !self.conn.wants_read() || self.io_error.is_some() {
+            return;
+        }
+        let mut buf = ReadBuf([0u8; READ_CHUNK]);
+        loop {
+            match self.socket.read(&mut buf.0) {
+                Ok(0) => {
+                    self.conn.handle_eof(now);
+                    return;
+                }
+                Ok(n) => {
+                    self.conn.handle_input(now, &buf.0[..n]);
+                    if !self.conn.wants_read() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail_io(e, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes pending bytes until the socket would block, then sets the interest.
+    fn drive(&mut self, registry: &Registry, now: Instant) {
+        if self.connected && self.io_error.is_none() {
+            self.flush(now);
+        }
+        self.update_interest(registry);
+    }
+
+    fn flush(&mut self, now: Instant) {
+        loop {
+            if self.out_pos == self.out.len() {
+                self.out.clear();
+                self.out_pos = 0;
+                if self.out.capacity() > IDLE_OUT_CAPACITY {
+                    self.out = Vec::new();
+                }
+                if self.conn.poll_transmit(&mut self.out) == 0 {
+                    return;
+                }
+            }
+            match self.socket.write(&self.out[self.out_pos..]) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "socket took no bytes");
+                    self.fail_io(e, now);
+                    return;
+                }
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail_io(e, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The socket failed: the connection ends as if the transport closed.
+    fn fail_io(&mut self, e: io::Error, now: Instant) {
+        if self.io_error.is_none() {
+            self.io_error = Some(e);
+        }
+        self.conn.handle_eof(now);
+        // Nothing more can be written.
+        self.out.clear();
+        self.out_pos = 0;
+        while self.conn.poll_transmit(&mut self.out) > 0 {
+            self.out.clear();
+        }
+    }
+
+    fn update_interest(&mut self, registry: &Registry) {
+        let Some(current) = self.interest else {
+            return;
+        };
+        if self.io_error.is_some() || self.is_finished() {
+            return;
+        }
+        let pending = self.out_pos < self.out.len();
+        let wanted = if !self.connected {
+            Interest::READABLE | Interest::WRITABLE
+        } else if pending {
+            if self.conn.wants_read() {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::WRITABLE
+            }
+        } else {
+            Interest::READABLE
+        };
+        if wanted != current
+            && registry
+                .reregister(&mut self.socket, self.token, wanted)
+                .is_ok()
+        {
+            self.interest = Some(wanted);
+        }
+    }
+}
+
+/// Starting a client connection failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The request or TLS settings are invalid.
+    Config(ConfigError),
+    /// The socket could not be created or the host not resolved.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Config(e) => write!(f, "invalid connection settings: {e}"),
+            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Config(e) => Some(e),
+            ConnectError::Io(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConfigError> for ConnectError {
+    fn from(e: ConfigError) -> Self {
+        ConnectError::Config(e)
+    }
+}
+
+impl From<io::Error> for ConnectError {
+    fn from(e: io::Error) -> Self {
+        ConnectError::Io(e)
+    }
+}
