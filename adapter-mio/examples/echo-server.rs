@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             server.handle_event(poll.registry(), event, now);
         }
         server.handle_timeout(poll.registry(), now);
-        while let Some((id, event)) = server.poll_event() {
+        while let Some((id, event)) = server.poll_event(poll.registry()) {
             match event {
                 Event::Request(req) => {
                     println!("{id:?}: upgrade request for {}", req.target());

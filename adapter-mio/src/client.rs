@@ -387,7 +387,7 @@ impl ReconnectingClient {
             return;
         };
         let mut just_opened = false;
-        while let Some(event) = stream.poll_event() {
+        while let Some(event) = stream.poll_event(registry) {
             match event {
                 Event::Open(open) => {
                     *opened = true;

@@ -56,7 +56,7 @@
 //!     server.handle_timeout(poll.registry(), now);
 //!     client.handle_timeout(poll.registry(), now);
 //!
-//!     while let Some((id, event)) = server.poll_event() {
+//!     while let Some((id, event)) = server.poll_event(poll.registry()) {
 //!         match event {
 //!             Event::Request(_) => server.accept(poll.registry(), now, id, Accept::default())?,
 //!             Event::Message(m) => { let _ = server.send(poll.registry(), now, id, m); }

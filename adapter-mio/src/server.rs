@@ -56,6 +56,8 @@ struct Slot {
     generation: u64,
     /// The deadline registered in `deadlines` for this slot.
     deadline: Option<Instant>,
+    /// Listed in `ready`: it may have events to report.
+    ready: bool,
 }
 
 /// A listener and its connections, all driven inside the caller's `Poll`.
@@ -73,7 +75,8 @@ pub struct WsServer {
     free: Vec<usize>,
     next_generation: u64,
     deadlines: BTreeSet<(Instant, usize)>,
-    events: VecDeque<(ConnId, Event)>,
+    /// Slots that may have events, in the order they became ready.
+    ready: VecDeque<usize>,
     /// Connections refused at accept time (socket or TLS setup failure).
     accept_errors: u64,
 }
@@ -105,7 +108,7 @@ impl WsServer {
             free: Vec::new(),
             next_generation: 0,
             deadlines: BTreeSet::new(),
-            events: VecDeque::new(),
+            ready: VecDeque::new(),
             accept_errors: 0,
         })
     }
@@ -184,10 +187,33 @@ impl WsServer {
         self.deadlines.first().map(|(t, _)| *t)
     }
 
-    /// The next event of any connection.
+    /// The next event of any connection. Events are taken from a connection
+    /// one at a time, so what the application does in answer to one (say, an
+    /// echo) goes out before what the connection does next (say, the Close
+    /// for a protocol violation that followed in the same read).
+    ///
+    /// Connections whose last event was taken and whose socket is done are
+    /// dropped here.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<(ConnId, Event)> {
-        self.events.pop_front()
+    pub fn poll_event(&mut self, registry: &Registry) -> Option<(ConnId, Event)> {
+        while let Some(&slot) = self.ready.front() {
+            let Some(Some(s)) = self.slots.get_mut(slot) else {
+                self.ready.pop_front();
+                continue;
+            };
+            if let Some(event) = s.stream.poll_event(registry) {
+                let id = ConnId {
+                    slot,
+                    generation: s.generation,
+                };
+                return Some((id, event));
+            }
+            s.ready = false;
+            self.ready.pop_front();
+            let now = s.stream.last_now();
+            self.after(registry, slot, now);
+        }
+        None
     }
 
     /// Accepts the upgrade request of `id` (after [`Event::Request`]).
@@ -343,23 +369,21 @@ impl WsServer {
                 stream,
                 generation: self.next_generation,
                 deadline: None,
+                ready: false,
             });
             self.after(registry, slot, now);
         }
     }
 
-    /// Collects a connection's events, refreshes its deadline, and drops it
-    /// once finished.
+    /// Marks a connection as having events, refreshes its deadline, and
+    /// drops it once finished (and all its events were taken).
     fn after(&mut self, registry: &Registry, slot: usize, now: Instant) {
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return;
         };
-        let id = ConnId {
-            slot,
-            generation: s.generation,
-        };
-        while let Some(event) = s.stream.poll_event() {
-            self.events.push_back((id, event));
+        if !s.ready && s.stream.has_events() {
+            s.ready = true;
+            self.ready.push_back(slot);
         }
         let deadline = s.stream.poll_timeout();
         if deadline != s.deadline {
@@ -371,7 +395,7 @@ impl WsServer {
             }
             s.deadline = deadline;
         }
-        if s.stream.is_finished() {
+        if s.stream.is_finished() && !s.ready {
             if let Some(d) = s.deadline.take() {
                 self.deadlines.remove(&(d, slot));
             }

@@ -47,6 +47,8 @@ pub struct WsStream {
     connected: bool,
     /// The socket failed; the connection was told the transport ended.
     io_error: Option<io::Error>,
+    /// The latest `now` seen.
+    now: Instant,
 }
 
 impl std::fmt::Debug for WsStream {
@@ -76,6 +78,7 @@ impl WsStream {
             interest: None,
             connected: true,
             io_error: None,
+            now: Instant::now(),
         }
     }
 
@@ -133,6 +136,7 @@ impl WsStream {
     /// Handles a mio event for this stream's token: reads what is readable,
     /// writes what is pending.
     pub fn handle_event(&mut self, registry: &Registry, event: &mio::event::Event, now: Instant) {
+        self.now = now;
         if !self.connected && !self.finish_connect(event, now) {
             self.update_interest(registry);
             return;
@@ -145,6 +149,7 @@ impl WsStream {
 
     /// Runs the connection's timers (call when [`poll_timeout`](Self::poll_timeout) passes).
     pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
+        self.now = now;
         self.conn.handle_timeout(now);
         self.drive(registry, now);
     }
@@ -199,10 +204,29 @@ impl WsStream {
         Ok(())
     }
 
-    /// The next connection event.
+    /// The next connection event. Taking an event can make the connection
+    /// write (a Close after a protocol violation waits until the events before
+    /// it were taken), so this writes what is pending too.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.conn.poll_event()
+    pub fn poll_event(&mut self, registry: &Registry) -> Option<Event> {
+        let event = self.conn.poll_event();
+        if self.conn.wants_write() {
+            let now = self.now;
+            self.drive(registry, now);
+        }
+        event
+    }
+
+    /// Whether [`poll_event`](Self::poll_event) has something to report.
+    #[must_use]
+    pub fn has_events(&self) -> bool {
+        self.conn.has_events()
+    }
+
+    /// The latest `now` this stream was given.
+    #[must_use]
+    pub fn last_now(&self) -> Instant {
+        self.now
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
@@ -226,7 +250,10 @@ impl WsStream {
     /// deregister and drop the stream.
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        self.conn.is_finished() && (self.out_pos == self.out.len() || self.io_error.is_some())
+        self.conn.is_finished()
+            && (self.out_pos == self.out.len()
+                || self.io_error.is_some()
+                || self.conn.is_abandoned())
     }
 
     /// Completes a non-blocking connect; false while it is still pending or
@@ -288,6 +315,7 @@ impl WsStream {
 
     /// Writes pending bytes until the socket would block, then sets the interest.
     fn drive(&mut self, registry: &Registry, now: Instant) {
+        self.now = now;
         if self.connected && self.io_error.is_none() {
             self.flush(now);
         }

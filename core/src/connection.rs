@@ -40,6 +40,11 @@ const TRANSMIT_BATCH: usize = 256 * 1024;
 /// idle connections stay small.
 const IDLE_INBUF_CAPACITY: usize = 64 * 1024;
 
+/// Pongs waiting to be written. Every Ping is answered while fewer are
+/// waiting; beyond that the oldest answers are dropped (§5.5.3 allows
+/// answering only the most recent Ping).
+const MAX_PENDING_PONGS: usize = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// TLS handshake and/or HTTP upgrade in progress.
@@ -161,7 +166,7 @@ pub struct Connection {
     /// Scratch space for masking with TLS (masked bytes go to rustls).
     data: VecDeque<TxMessage>,
     queued_bytes: usize,
-    pong: Option<Bytes>,
+    pongs: VecDeque<Bytes>,
     ping: Option<Bytes>,
     close: CloseState,
     close_notify_sent: bool,
@@ -173,6 +178,12 @@ pub struct Connection {
     keepalive_seq: u64,
     /// The transport may be closed once the output is drained.
     done: bool,
+    /// The output will never be drained (the flush deadline passed).
+    abandoned: bool,
+    /// A protocol violation found while decoding; applied once the events
+    /// before it were taken, so that the application's answers to them go
+    /// out before the Close.
+    pending_failure: Option<Error>,
     error: Option<Error>,
 }
 
@@ -282,7 +293,7 @@ impl Connection {
             out: Vec::new(),
             data: VecDeque::new(),
             queued_bytes: 0,
-            pong: None,
+            pongs: VecDeque::new(),
             ping: None,
             close: CloseState::default(),
             close_notify_sent: false,
@@ -290,6 +301,8 @@ impl Connection {
             timers,
             keepalive_seq: 0,
             done: false,
+            abandoned: false,
+            pending_failure: None,
             error: None,
         }
     }
@@ -302,7 +315,11 @@ impl Connection {
     /// head is kept until the rest arrives.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.now = now;
-        if self.phase == Phase::Closed || self.eof || data.is_empty() {
+        if self.phase == Phase::Closed
+            || self.eof
+            || data.is_empty()
+            || self.pending_failure.is_some()
+        {
             return;
         }
         self.note_liveness(now);
@@ -341,6 +358,7 @@ impl Connection {
         self.now = now;
         if expired(&mut self.timers.linger, now) {
             self.done = true;
+            self.abandoned = true;
         }
         if self.phase == Phase::Closed {
             return;
@@ -534,7 +552,16 @@ impl Connection {
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() {
+            self.apply_pending_failure();
+        }
         self.events.pop_front()
+    }
+
+    /// Whether [`poll_event`](Self::poll_event) has something to report.
+    #[must_use]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty() || self.pending_failure.is_some()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
@@ -565,12 +592,21 @@ impl Connection {
         self.phase == Phase::Closed
     }
 
-    /// Closed, every byte handed to `poll_transmit`, and (client after a clean
-    /// close) the server ended the transport or the linger time passed: the
-    /// socket can be closed and the connection dropped.
+    /// Closed, every byte handed to `poll_transmit` (or the time to flush
+    /// them passed), and (client after a clean close) the server ended the
+    /// transport or the linger time passed: the socket can be closed and the
+    /// connection dropped.
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Closed && self.done && !self.wants_write()
+        self.phase == Phase::Closed && self.done && (self.abandoned || !self.wants_write())
+    }
+
+    /// After closing, the peer did not take the remaining bytes within
+    /// `close_timeout`: an adapter drops what it still holds for the socket
+    /// instead of waiting to write it.
+    #[must_use]
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned
     }
 
     /// There are bytes to transmit: register for writability.
@@ -613,9 +649,23 @@ impl Connection {
 
     /// Takes back the messages that were queued but not completely sent (for
     /// example after a failure), oldest first, so that nothing is lost silently.
+    ///
+    /// While the connection can still send data, a message whose first frames
+    /// are already written stays queued and is finished: the peer must not see
+    /// a new message start inside an unfinished one (§5.4).
     pub fn take_unsent(&mut self) -> Vec<Message> {
+        let still_sending = self.phase == Phase::Open && !self.close.sent;
+        let keep = match self.data.front() {
+            Some(tx) if still_sending && tx.offset > 0 => self.data.pop_front(),
+            _ => None,
+        };
+        let taken = self.data.drain(..).map(|m| m.message).collect();
         self.queued_bytes = 0;
-        self.data.drain(..).map(|m| m.message).collect()
+        if let Some(tx) = keep {
+            self.queued_bytes = tx.message.len() - tx.offset;
+            self.data.push_back(tx);
+        }
+        taken
     }
 
     // ------------------------------------------------------------------
@@ -650,8 +700,14 @@ impl Connection {
                     break;
                 }
                 Phase::Open => {
-                    if let Err(e) = self.process_frames() {
-                        self.fail(Error::Protocol(e));
+                    if self.pending_failure.is_none() {
+                        if let Err(e) = self.process_frames() {
+                            self.inbuf.clear();
+                            self.pending_failure = Some(Error::Protocol(e));
+                            if self.events.is_empty() {
+                                self.apply_pending_failure();
+                            }
+                        }
                     }
                     break;
                 }
@@ -969,8 +1025,10 @@ impl Connection {
         match op {
             OpCode::Ping => {
                 if !self.close.sent && self.close.pending.is_none() {
-                    // Answer the most recent Ping only (§5.5.3).
-                    self.pong = Some(payload.clone());
+                    if self.pongs.len() == MAX_PENDING_PONGS {
+                        self.pongs.pop_front();
+                    }
+                    self.pongs.push_back(payload.clone());
                 }
                 self.events.push_back(Event::Ping(payload));
             }
@@ -1025,6 +1083,8 @@ impl Connection {
     }
 
     fn on_eof(&mut self) {
+        // A violation found before the end is the real reason.
+        self.apply_pending_failure();
         match self.phase {
             Phase::Closed => {
                 // The peer ended the transport after the closing handshake.
@@ -1060,7 +1120,7 @@ impl Connection {
         let data_allowed = self.phase == Phase::Open && !self.close.sent;
         self.close.pending.is_some()
             || (data_allowed
-                && (self.pong.is_some() || self.ping.is_some() || !self.data.is_empty()))
+                && (!self.pongs.is_empty() || self.ping.is_some() || !self.data.is_empty()))
     }
 
     /// Frames queued control frames and messages into `out`, up to a batch.
@@ -1069,20 +1129,22 @@ impl Connection {
             return;
         }
         while self.out.len() < TRANSMIT_BATCH && !self.close.sent {
-            if self.phase != Phase::Open {
-                // Only a Close frame may still go out.
+            if self.phase == Phase::Open {
+                if let Some(payload) = self.pongs.pop_front() {
+                    self.write_frame(OpCode::Pong, true, &payload);
+                    continue;
+                }
+                if let Some(payload) = self.ping.take() {
+                    self.write_frame(OpCode::Ping, true, &payload);
+                    continue;
+                }
+            } else if self.close.pending.is_none() || !self.close.after_data {
+                // Closed: only a Close frame may still go out, or the
+                // messages queued before a failure and then its Close.
                 if let Some((code, reason)) = self.close.pending.take() {
                     self.write_close(code, reason);
                 }
                 break;
-            }
-            if let Some(payload) = self.pong.take() {
-                self.write_frame(OpCode::Pong, true, &payload);
-                continue;
-            }
-            if let Some(payload) = self.ping.take() {
-                self.write_frame(OpCode::Ping, true, &payload);
-                continue;
             }
             let close_now =
                 self.close.pending.is_some() && (!self.close.after_data || self.data.is_empty());
@@ -1207,12 +1269,14 @@ impl Connection {
             Error::Timeout(TimeoutKind::Pong) => "keepalive timeout".to_owned(),
             _ => String::new(),
         };
+        // A protocol violation: what the application queued before it still
+        // goes out, then the Close. A timeout: the peer is not listening, so
+        // the Close goes at once and queued messages stay for `take_unsent`.
+        let after_data = matches!(error, Error::Protocol(_));
         if self.phase == Phase::Open && !self.close.sent && code.is_sendable() {
             self.close.pending = Some((Some(code), reason.clone()));
-            self.close.after_data = false;
+            self.close.after_data = after_data;
         }
-        // No data frame follows a Close frame; whatever was queued is lost to
-        // this connection and can be taken back with `take_unsent`.
         self.data_lost();
         let clean = false;
         let (code, reason) = match (&error, &self.close.received) {
@@ -1227,12 +1291,20 @@ impl Connection {
             error: Some(error),
         });
         self.done = true;
+        // A peer that stops reading cannot hold the connection open forever.
+        self.timers.linger = Some(self.now + self.config.close_timeout);
+    }
+
+    fn apply_pending_failure(&mut self) {
+        if let Some(e) = self.pending_failure.take() {
+            self.fail(e);
+        }
     }
 
     /// No more data frames will go out: drop pending control frames. Queued
     /// messages stay for `take_unsent`.
     fn data_lost(&mut self) {
-        self.pong = None;
+        self.pongs.clear();
         self.ping = None;
     }
 

@@ -273,3 +273,26 @@ fn unsent_messages_are_handed_back_after_a_failure() {
         vec![Message::text("one"), Message::text("two")]
     );
 }
+
+#[test]
+fn a_failed_connection_whose_peer_stops_reading_is_abandoned() {
+    let mut config = Config::default();
+    config.close_timeout = Duration::from_secs(2);
+    let mut p = Pair::plain(config);
+    p.open();
+    p.c2s_cut = true;
+    p.s2c_cut = true;
+    // Lots queued for a peer that reads nothing, then a protocol violation.
+    p.server.send(Message::binary(vec![0; 4 << 20])).unwrap();
+    let now = p.now;
+    p.server
+        .handle_input(now, &support::client_frame(0x83, b"", [1, 2, 3, 4]));
+    while p.server.poll_event().is_some() {}
+    assert!(p.server.is_closed());
+    // The adapter only manages to write one batch: the socket is full.
+    let mut out = Vec::new();
+    assert!(p.server.poll_transmit(&mut out) > 0);
+    assert!(!p.server.is_finished(), "still flushing");
+    assert!(p.advance(Duration::from_secs(10)));
+    assert!(p.server.is_finished() && p.server.is_abandoned());
+}

@@ -465,3 +465,66 @@ fn stream_mode_delivers_chunks_on_character_boundaries() {
     }
     assert_eq!(joined, text);
 }
+
+#[test]
+fn answers_to_earlier_messages_go_out_before_the_failure_close() {
+    // Autobahn 3.2 / 4.1.3 / 5.15: a valid message, then a bad frame, in one
+    // read. The echo of the first must precede the Close for the second.
+    let mut p = open_pair(Config::default());
+    let now = p.now;
+    let mut wire = client_frame(0x81, b"first", KEY);
+    wire.extend(client_frame(0xA1, b"bad rsv", KEY));
+    wire.extend(client_frame(0x89, b"never answered", KEY));
+    p.server.handle_input(now, &wire);
+    let Some(Event::Message(m)) = p.server.poll_event() else {
+        panic!("the first message is delivered")
+    };
+    p.server.send(m).expect("still open for the answer");
+    let Some(Event::Closed(info)) = p.server.poll_event() else {
+        panic!("then the failure")
+    };
+    assert_eq!(info.code, CloseCode::PROTOCOL_ERROR);
+    let mut out = Vec::new();
+    while p.server.poll_transmit(&mut out) > 0 {}
+    let frames = parse_frames(&out);
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(frames[0], (0x81, b"first".to_vec()));
+    assert_eq!(frames[1].0, 0x88);
+    assert_eq!(p.server.poll_event(), None);
+    assert!(p.server.is_finished());
+}
+
+#[test]
+fn every_ping_of_a_burst_is_answered() {
+    // Autobahn 2.10: ten Pings in one read get ten Pongs, in order.
+    let mut p = open_pair(Config::default());
+    let now = p.now;
+    let mut wire = Vec::new();
+    for i in 0..10u8 {
+        wire.extend(client_frame(0x89, &[b'p', i], KEY));
+    }
+    p.server.handle_input(now, &wire);
+    while p.server.poll_event().is_some() {}
+    let mut out = Vec::new();
+    while p.server.poll_transmit(&mut out) > 0 {}
+    let pongs: Vec<(u8, Vec<u8>)> = (0..10u8).map(|i| (0x8a, vec![b'p', i])).collect();
+    assert_eq!(parse_frames(&out), pongs);
+}
+
+#[test]
+fn a_flood_of_pings_keeps_a_bounded_number_of_pongs() {
+    let mut p = open_pair(Config::default());
+    let now = p.now;
+    let mut wire = Vec::new();
+    for i in 0..10_000u16 {
+        wire.extend(client_frame(0x89, &i.to_be_bytes(), KEY));
+    }
+    p.server.handle_input(now, &wire);
+    while p.server.poll_event().is_some() {}
+    let mut out = Vec::new();
+    while p.server.poll_transmit(&mut out) > 0 {}
+    let frames = parse_frames(&out);
+    assert!(frames.len() <= 16, "{} pongs queued", frames.len());
+    // The most recent Ping is among those answered (§5.5.3).
+    assert_eq!(frames.last().unwrap().1, 9_999u16.to_be_bytes());
+}

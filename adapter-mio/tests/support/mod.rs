@@ -77,7 +77,7 @@ impl Looper {
         }
         if let Some(server) = self.server.as_mut() {
             server.handle_timeout(registry, now);
-            while let Some((id, event)) = server.poll_event() {
+            while let Some((id, event)) = server.poll_event(registry) {
                 match &event {
                     Event::Request(_) => {
                         server
