@@ -1,3 +1,124 @@
-//! wharf: async WebSocket connections and a reconnecting client on tokio, built on wharf-core.
+//! # wharf-tokio
 //!
-//! This crate is being built; see the workspace README.
+//! Async WebSocket (RFC 6455) connections on tokio, driving the sans-IO
+//! [`wharf_core::Connection`]: [`connect`] (ws and wss), [`accept`] and a
+//! [`Server`] with a graceful shutdown, and a [`ReconnectingClient`] that
+//! follows the core's [`Reconnect`] policy.
+//!
+//! ```text
+//!  handles (any task)                 driver task (one per connection)
+//! ┌──────────────┐  bounded queue   ┌─────────────────────────────────────┐
+//! │ WsWriter     │ ───────────────▶ │ Connection::send                    │
+//! │  send/Sink   │                  │ poll_transmit ──▶ TcpStream::write  │
+//! ├──────────────┤  bounded queue   │ TcpStream::read ──▶ handle_input    │
+//! │ WsReader     │ ◀─────────────── │ poll_event (Message, Open, Closed)  │
+//! │  recv/Stream │                  │ poll_timeout ──▶ Sleep ──▶ handle_timeout
+//! └──────────────┘                  └─────────────────────────────────────┘
+//! ```
+//!
+//! Each connection has one task that owns its socket, its core `Connection`
+//! and a timer for [`Connection::poll_timeout`](wharf_core::Connection::poll_timeout):
+//! keepalive pings, the pong deadline, the close timeout and the handshake
+//! timeout run without the application polling anything. The task only
+//! moves bytes between the socket and the core, and whole messages between
+//! the core and the handles; it parses nothing. It ends, closing the socket,
+//! when the connection is finished or when every handle is gone (after
+//! closing with 1001, bounded by the close timeout).
+//!
+//! ## Echo, client and server
+//!
+//! ```
+//! use wharf_tokio::{connect, ClientConfig, CloseCode, Message, Server, ServerConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), wharf_tokio::Error> {
+//! let mut server = Server::bind("127.0.0.1:0", ServerConfig::new()).await?;
+//! let url = format!("ws://{}/echo", server.local_addr()?);
+//! let shutdown = server.handle();
+//! tokio::spawn(async move {
+//!     while let Ok(incoming) = server.accept().await {
+//!         tokio::spawn(async move {
+//!             let Ok(mut ws) = incoming.handshake().await else { return };
+//!             while let Some(Ok(message)) = ws.recv().await {
+//!                 if ws.send(message).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! let mut ws = connect(&url, &ClientConfig::new()).await?;
+//! ws.send(Message::text("hello")).await?;
+//! let echo = ws.recv().await.expect("an echo or the end")?;
+//! assert_eq!(echo, Message::text("hello"));
+//! let info = ws.close(CloseCode::NORMAL, "done").await?;
+//! assert!(info.clean);
+//! shutdown.shutdown().await; // stop accepting, close the rest with 1001
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Cancel safety and backpressure
+//!
+//! Every handle future is cancel-safe: [`WsReader::recv`] takes a message
+//! only when it completes, and [`WsWriter::send`] queues its message when it
+//! is called and then only waits for room, so dropping either in a
+//! `tokio::select!` loses no message and can never leave a frame half
+//! written (frames are made by the driver from whole messages). Buffers are
+//! bounded both ways ([`ClientConfig::with_incoming_buffer`],
+//! [`ClientConfig::with_outgoing_buffer`], the core's `max_send_queue`):
+//! sending waits ([`WsWriter::send`], [`WsWriter::reserve`]) or hands the
+//! message back ([`WsWriter::try_send`], [`SendError`]), and a reader that
+//! falls behind makes its connection stop reading the socket.
+//!
+//! ## Staying connected
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wharf_tokio::{ClientEvent, Message, ReconnectConfig, ReconnectingClient};
+//!
+//! # async fn run() -> Result<(), wharf_tokio::Error> {
+//! let (client, mut events) = ReconnectingClient::builder("wss://example.com/feed")?
+//!     .reconnect(ReconnectConfig::default()) // 1 s × 1.6 ± 20 %, up to 120 s
+//!     .on_open(|_| vec![Message::text("register: sensor-7")])
+//!     .spawn()?;
+//! client.send(Message::text("reading: 21.5")).await?; // queued while disconnected
+//! while let Some(event) = events.recv().await {
+//!     if let ClientEvent::Message(m) = event {
+//!         println!("{m:?}");
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Dropping the last [`ReconnectingClient`] handle ends its task and closes
+//! its socket; [`ReconnectingClient::shutdown`] does so after sending what is
+//! queued and returns what could not be sent.
+
+mod client;
+mod config;
+mod connect;
+mod driver;
+mod error;
+mod link;
+mod server;
+mod shared;
+mod websocket;
+
+pub use client::{
+    ClientBuilder, ClientEvent, ClientEvents, ClientPermit, DisconnectReason, Disconnected,
+    ReconnectingClient,
+};
+pub use config::{ClientConfig, ServerConfig};
+pub use connect::{accept, accept_io, connect, connect_request};
+pub use error::{Error, SendError};
+pub use server::{Incoming, Server, ServerHandle};
+pub use websocket::{Permit, WebSocket, WsReader, WsWriter};
+
+pub use wharf_core;
+pub use wharf_core::{
+    Accept, ClientRequest, ClientTls, CloseCode, CloseInfo, Config, Initiator, Message, Open,
+    Reconnect, ReconnectConfig, Reject, Request, Response, ServerTls,
+};

@@ -558,6 +558,16 @@ impl Connection {
         self.events.pop_front()
     }
 
+    /// A protocol violation was found after events the application has not
+    /// taken yet. It takes effect (Close queued, `Closed` reported) at the
+    /// first [`poll_event`](Self::poll_event) after those events, so that
+    /// answers to them go out first. An adapter that hands messages to
+    /// another task can wait until that task took them before polling on.
+    #[must_use]
+    pub fn failure_pending(&self) -> bool {
+        self.events.is_empty() && self.pending_failure.is_some()
+    }
+
     /// Whether [`poll_event`](Self::poll_event) has something to report.
     #[must_use]
     pub fn has_events(&self) -> bool {

@@ -1,0 +1,378 @@
+//! The task behind a [`WebSocket`](crate::WebSocket): it owns the socket
+//! and the core `Connection` (through a [`Link`]), moves messages between
+//! them and the handles' bounded buffers, and ends — closing the socket —
+//! when the connection is finished or when every handle is gone.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use wharf_core::{CloseCode, Connection, Event, Message};
+
+use crate::config::Decider;
+use crate::link::{now, Link};
+use crate::server::Registration;
+use crate::shared::{register, wake, Shared};
+use crate::websocket::abandoned;
+
+/// Most rounds per poll before the task yields to others.
+const ROUNDS: usize = 64;
+
+/// Where the driver is with closing.
+enum Closing {
+    /// Nobody asked.
+    No,
+    /// Asked at `since`: close once the queued messages are in the
+    /// connection, or at `since + close_timeout` regardless.
+    Wanted {
+        code: CloseCode,
+        reason: String,
+        since: Instant,
+    },
+    /// `Connection::close` was called.
+    Started,
+}
+
+/// One connection's task.
+pub(crate) struct Driver<S> {
+    link: Link<S>,
+    shared: Arc<Shared>,
+    decide: Option<Decider>,
+    /// A message taken from the outgoing buffer that the connection could
+    /// not take yet (its own queue was full).
+    held: Option<Message>,
+    /// Messages taken from the outgoing buffer, ever.
+    taken: u64,
+    /// The last `written` count published to the writer.
+    published: u64,
+    closing: Closing,
+    /// Server connections are tracked for a graceful shutdown.
+    registration: Option<Registration>,
+    done: bool,
+    /// A protocol violation waits behind messages the reader has not taken,
+    /// so that the application's answers go out first.
+    failure_wait: FailureWait,
+}
+
+/// Where a pending protocol violation is (see `Driver::failure_waits`).
+#[derive(Clone, Copy)]
+enum FailureWait {
+    /// None pending.
+    No,
+    /// Waiting, since then, for the reader to take the messages before it.
+    Reader { since: Instant },
+    /// The reader took them and the application had its turn: apply it.
+    Answered,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
+    /// Spawns the task for `conn` on `io`.
+    pub(crate) fn spawn(
+        conn: Connection,
+        io: S,
+        shared: Arc<Shared>,
+        close_timeout: std::time::Duration,
+        decide: Option<Decider>,
+        registration: Option<Registration>,
+    ) {
+        let driver = Driver {
+            link: Link::new(conn, io, close_timeout),
+            shared,
+            decide,
+            held: None,
+            taken: 0,
+            published: 0,
+            closing: Closing::No,
+            registration,
+            done: false,
+            failure_wait: FailureWait::No,
+        };
+        // Detached: the task ends by itself (see `poll`).
+        drop(tokio::spawn(driver));
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// Takes requests and outgoing messages from the handles; returns
+    /// (progress, whether the socket may be read).
+    fn exchange(&mut self, cx: &mut Context<'_>) -> (bool, bool) {
+        let now = now();
+        let close_timeout = self.link.conn_close_timeout();
+        let mut progress = false;
+        let mut writer = None;
+        let read;
+        {
+            let mut st = self.shared.lock();
+            register(&mut st.driver, cx.waker());
+            if matches!(self.closing, Closing::No) {
+                if let Some((code, reason)) = st.close_request.clone() {
+                    self.closing = Closing::Wanted {
+                        code,
+                        reason,
+                        since: now,
+                    };
+                } else if !st.reader_alive && !st.writer_alive {
+                    self.closing = Closing::Wanted {
+                        code: CloseCode::GOING_AWAY,
+                        reason: String::new(),
+                        since: now,
+                    };
+                }
+            }
+            // Outgoing messages into the connection, while it takes them.
+            if self.link.conn.is_open() {
+                let before = st.outgoing.len();
+                loop {
+                    let message = match self.held.take() {
+                        Some(m) => m,
+                        None => match st.outgoing.pop_front() {
+                            Some(m) => {
+                                self.taken += 1;
+                                m
+                            }
+                            None => break,
+                        },
+                    };
+                    if let Err(e) = self.link.conn.send(message) {
+                        self.held = Some(e.into_message());
+                        break;
+                    }
+                    progress = true;
+                }
+                if st.outgoing.len() < before {
+                    writer = st.writer.take();
+                }
+            }
+            if let Closing::Wanted {
+                code,
+                reason,
+                since,
+            } = &self.closing
+            {
+                let drained = self.held.is_none() && st.outgoing.is_empty();
+                let overdue = now >= *since + close_timeout;
+                if drained || overdue || !self.link.conn.is_open() {
+                    // Validated by the handle (or a constant): cannot fail.
+                    let _ = self.link.conn.close(*code, reason);
+                    self.closing = Closing::Started;
+                    self.link.set_extra_deadline(None);
+                    progress = true;
+                } else {
+                    self.link.set_extra_deadline(Some(*since + close_timeout));
+                }
+            }
+            let closing = !matches!(self.closing, Closing::No);
+            read = closing || !st.reader_alive || !st.incoming_full();
+            if !read {
+                st.read_paused = true;
+            }
+        }
+        wake([writer]);
+        (progress, read)
+    }
+
+    /// Whether a pending protocol violation should wait: until the reader
+    /// took the messages before it (bounded by the close timeout), then one
+    /// more turn for the application's answers to reach the connection.
+    fn failure_waits(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.link.conn.failure_pending() {
+            self.failure_wait = FailureWait::No;
+            return false;
+        }
+        let now = now();
+        let since = match self.failure_wait {
+            FailureWait::Answered => return false,
+            FailureWait::Reader { since } => since,
+            FailureWait::No => {
+                self.failure_wait = FailureWait::Reader { since: now };
+                now
+            }
+        };
+        let deadline = since + self.link.conn_close_timeout();
+        if now >= deadline {
+            return false;
+        }
+        let mut st = self.shared.lock();
+        if !st.reader_alive {
+            return false;
+        }
+        if !st.incoming.is_empty() {
+            // The reader wakes us when it takes a message.
+            st.read_paused = true;
+            drop(st);
+            self.link.set_extra_deadline(Some(deadline));
+            return true;
+        }
+        drop(st);
+        self.failure_wait = FailureWait::Answered;
+        cx.waker().wake_by_ref();
+        true
+    }
+
+    /// Hands the connection's events to the handles.
+    fn drain_events(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while !self.failure_waits(cx) {
+            let Some(event) = self.link.conn.poll_event() else {
+                break;
+            };
+            progress = true;
+            match event {
+                Event::Request(request) => self.decide_request(*request),
+                Event::Open(open) => {
+                    let reader = {
+                        let mut st = self.shared.lock();
+                        st.open = Some(open);
+                        st.opened = true;
+                        st.reader.take()
+                    };
+                    wake([reader]);
+                }
+                Event::Message(message) => {
+                    let reader = {
+                        let mut st = self.shared.lock();
+                        let closing = !matches!(self.closing, Closing::No);
+                        // After a local close, what does not fit is dropped.
+                        if st.reader_alive && !(closing && st.incoming_full()) {
+                            st.incoming_bytes += message.len();
+                            st.incoming.push_back(message);
+                        }
+                        st.reader.take()
+                    };
+                    wake([reader]);
+                }
+                Event::Closed(info) => {
+                    let mut unsent = self.link.conn.take_unsent();
+                    let wakers = {
+                        let mut st = self.shared.lock();
+                        unsent.extend(self.held.take());
+                        unsent.extend(st.outgoing.drain(..));
+                        st.unsent.append(&mut unsent);
+                        st.closed = Some(info);
+                        [st.reader.take(), st.writer.take()]
+                    };
+                    wake(wakers);
+                }
+                // Pings are answered and Close frames echoed by the core;
+                // chunks are not produced (Stream mode is refused up front).
+                _ => {}
+            }
+        }
+        progress
+    }
+
+    /// Server: the application decides on the upgrade request.
+    fn decide_request(&mut self, request: wharf_core::Request) {
+        let decision = match &self.decide {
+            Some(decide) => decide(&request),
+            None => Ok(wharf_core::Accept::default()),
+        };
+        let accepted = decision.is_ok();
+        let result = match decision {
+            Ok(accept) => self.link.conn.accept(accept),
+            Err(reject) => self.link.conn.reject(reject),
+        };
+        let mut st = self.shared.lock();
+        match result {
+            Ok(()) if accepted => st.request = Some(request),
+            Ok(()) => {}
+            Err(e) => {
+                // The application's answer could not be encoded: abandon.
+                st.setup_error = Some(e);
+                let _ = self.link.conn.close(CloseCode::INTERNAL_ERROR, "");
+            }
+        }
+    }
+
+    /// Tells the writer what has reached the socket.
+    fn publish_written(&mut self) {
+        if self.taken == self.published || self.held.is_some() || !self.link.all_written() {
+            return;
+        }
+        let writer = {
+            let mut st = self.shared.lock();
+            if !st.outgoing.is_empty() {
+                return;
+            }
+            st.written = self.taken;
+            st.writer.take()
+        };
+        self.published = self.taken;
+        wake([writer]);
+    }
+
+    /// Marks the connection finished for the handles (once).
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let mut unsent = self.link.conn.take_unsent();
+        let wakers = {
+            let mut st = self.shared.lock();
+            unsent.extend(self.held.take());
+            unsent.extend(st.outgoing.drain(..));
+            st.unsent.append(&mut unsent);
+            if st.closed.is_none() {
+                st.closed = Some(abandoned());
+            }
+            st.finished = true;
+            st.driver = None;
+            [st.reader.take(), st.writer.take()]
+        };
+        wake(wakers);
+        // Leave the server's list only now, so its shutdown waits for us.
+        self.registration = None;
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        for _ in 0..ROUNDS {
+            let (mut progress, read) = this.exchange(cx);
+            progress |= this.link.poll_io(cx, read);
+            progress |= this.drain_events(cx);
+            this.publish_written();
+            if this.link.is_finished() {
+                this.finish();
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Busy: let other tasks run, then continue.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl<S> Drop for Driver<S> {
+    fn drop(&mut self) {
+        // Aborted (runtime shutdown) before finishing: tell the handles.
+        if !self.done {
+            self.done = true;
+            let mut unsent = self.link.conn.take_unsent();
+            let wakers = {
+                let mut st = self.shared.lock();
+                unsent.extend(self.held.take());
+                st.unsent.append(&mut unsent);
+                let rest: Vec<Message> = st.outgoing.drain(..).collect();
+                st.unsent.extend(rest);
+                if st.closed.is_none() {
+                    st.closed = Some(abandoned());
+                }
+                st.finished = true;
+                st.driver = None;
+                [st.reader.take(), st.writer.take()]
+            };
+            wake(wakers);
+        }
+    }
+}

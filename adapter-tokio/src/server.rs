@@ -1,0 +1,308 @@
+//! A listening server with a graceful shutdown: stop accepting, close every
+//! open connection with 1001 (going away), wait until their sockets are
+//! closed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::watch;
+use wharf_core::CloseCode;
+
+use crate::config::ServerConfig;
+use crate::connect::start_server;
+use crate::error::Error;
+use crate::shared::{wake, Shared};
+use crate::websocket::WebSocket;
+
+/// The reason sent with 1001 when the server shuts down.
+const SHUTDOWN_REASON: &str = "server shutting down";
+
+/// The connections of one server, for its shutdown.
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    conns: Mutex<Conns>,
+    shutting_down: watch::Sender<bool>,
+    /// Live connections (their driver tasks have not ended).
+    live: watch::Sender<usize>,
+}
+
+#[derive(Debug, Default)]
+struct Conns {
+    next_id: u64,
+    by_id: HashMap<u64, Weak<Shared>>,
+}
+
+impl Tracker {
+    fn new() -> Tracker {
+        Tracker {
+            conns: Mutex::new(Conns::default()),
+            shutting_down: watch::Sender::new(false),
+            live: watch::Sender::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.shutting_down.borrow()
+    }
+
+    /// Stops accepting and asks every connection to close with 1001.
+    fn begin_shutdown(&self) {
+        self.shutting_down.send_replace(true);
+        let conns: Vec<Arc<Shared>> = self
+            .lock()
+            .by_id
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for shared in conns {
+            close_going_away(&shared);
+        }
+    }
+}
+
+/// Asks a connection to close with 1001 (unless it already is closing).
+fn close_going_away(shared: &Shared) {
+    let driver = {
+        let mut st = shared.lock();
+        if st.close_request.is_none() && st.closed.is_none() {
+            st.close_request = Some((CloseCode::GOING_AWAY, SHUTDOWN_REASON.to_owned()));
+        }
+        st.take_driver()
+    };
+    wake([driver]);
+}
+
+/// A connection's place in its server's list; leaving it (on drop, when
+/// the driver task ends) lets the server's shutdown complete.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    tracker: Arc<Tracker>,
+    id: u64,
+}
+
+impl Registration {
+    fn new(tracker: &Arc<Tracker>) -> Registration {
+        let id = {
+            let mut conns = tracker.lock();
+            conns.next_id += 1;
+            conns.next_id
+        };
+        tracker.live.send_modify(|n| *n += 1);
+        Registration {
+            tracker: tracker.clone(),
+            id,
+        }
+    }
+
+    /// Lists the connection; one that arrives during a shutdown is asked to
+    /// close at once.
+    pub(crate) fn attach(self, shared: &Arc<Shared>) -> Registration {
+        self.tracker
+            .lock()
+            .by_id
+            .insert(self.id, Arc::downgrade(shared));
+        if self.tracker.is_shutting_down() {
+            close_going_away(shared);
+        }
+        self
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.tracker.lock().by_id.remove(&self.id);
+        self.tracker.live.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A WebSocket server on a TCP listener.
+///
+/// [`accept`](Self::accept) takes the next connection and starts its
+/// handshake on its own task; [`Incoming::handshake`] waits for it (spawn
+/// that, so a slow client holds up nobody). A [`ServerHandle`] shuts the
+/// server down gracefully from anywhere: `accept` then fails with
+/// [`Error::ShuttingDown`] and drops the listener, and every connection is
+/// closed with 1001 (going away).
+///
+/// ```no_run
+/// use wharf_tokio::{Server, ServerConfig};
+///
+/// # async fn run() -> Result<(), wharf_tokio::Error> {
+/// let mut server = Server::bind("127.0.0.1:9001", ServerConfig::new()).await?;
+/// let handle = server.handle();
+/// tokio::spawn(async move {
+///     let _ = tokio::signal::ctrl_c().await;
+///     handle.shutdown().await; // returns once every connection has ended
+/// });
+/// loop {
+///     let incoming = match server.accept().await {
+///         Ok(incoming) => incoming,
+///         Err(wharf_tokio::Error::ShuttingDown) => break,
+///         Err(e) => { eprintln!("accept: {e}"); continue; }
+///     };
+///     tokio::spawn(async move {
+///         let Ok(mut ws) = incoming.handshake().await else { return };
+///         while let Some(Ok(message)) = ws.recv().await {
+///             let _ = ws.send(message).await;
+///         }
+///     });
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Server {
+    listener: Option<TcpListener>,
+    config: ServerConfig,
+    tracker: Arc<Tracker>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds a listener to `addr` (e.g. `"127.0.0.1:9001"`, port 0 for any).
+    pub async fn bind(addr: impl ToSocketAddrs, config: ServerConfig) -> Result<Server, Error> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Server::from_listener(listener, config))
+    }
+
+    /// Serves on a listener bound by the caller.
+    #[must_use]
+    pub fn from_listener(listener: TcpListener, config: ServerConfig) -> Server {
+        let tracker = Arc::new(Tracker::new());
+        let shutdown = tracker.shutting_down.subscribe();
+        Server {
+            listener: Some(listener),
+            config,
+            tracker,
+            shutdown,
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        match &self.listener {
+            Some(l) => Ok(l.local_addr()?),
+            None => Err(Error::ShuttingDown),
+        }
+    }
+
+    /// A handle to shut the server down from another task.
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            tracker: self.tracker.clone(),
+        }
+    }
+
+    /// Accepts the next TCP connection and starts its handshake (TLS, then
+    /// the upgrade request, decided by [`ServerConfig::on_request`]).
+    ///
+    /// Cancel-safe. Fails with [`Error::ShuttingDown`] once a shutdown has
+    /// begun (the listener is then closed), and with [`Error::Io`] when the
+    /// listener reports an error (e.g. too many open files); the server
+    /// keeps working after an `Io` error.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the connection's task is spawned on it).
+    pub async fn accept(&mut self) -> Result<Incoming, Error> {
+        loop {
+            if *self.shutdown.borrow_and_update() {
+                self.listener = None;
+                return Err(Error::ShuttingDown);
+            }
+            let Some(listener) = &self.listener else {
+                return Err(Error::ShuttingDown);
+            };
+            let shutdown = &mut self.shutdown;
+            let (stream, peer) = tokio::select! {
+                biased;
+                // The sender lives in the tracker, which we hold.
+                _ = shutdown.changed() => continue,
+                accepted = listener.accept() => accepted?,
+            };
+            let _ = stream.set_nodelay(true);
+            let registration = Registration::new(&self.tracker);
+            let ws = start_server(stream, &self.config, Some(registration))?;
+            return Ok(Incoming { ws, peer });
+        }
+    }
+
+    /// Shuts down: closes the listener, closes every connection with 1001
+    /// and waits until all have ended (see [`ServerHandle::shutdown`]).
+    pub async fn shutdown(mut self) {
+        self.listener = None;
+        self.handle().shutdown().await;
+    }
+}
+
+/// A connection accepted by [`Server::accept`], its handshake under way.
+///
+/// Dropping it abandons the handshake and closes the socket.
+#[derive(Debug)]
+pub struct Incoming {
+    ws: WebSocket,
+    peer: SocketAddr,
+}
+
+impl Incoming {
+    /// The client's address.
+    #[must_use]
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Waits for the handshake to finish (bounded by the core's
+    /// `handshake_timeout`); see [`accept`](crate::accept) for the errors.
+    pub async fn handshake(self) -> Result<WebSocket, Error> {
+        self.ws.opened().await
+    }
+}
+
+/// Shuts a [`Server`] down from any task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    tracker: Arc<Tracker>,
+}
+
+impl ServerHandle {
+    /// Stops accepting (a pending or later [`Server::accept`] fails with
+    /// [`Error::ShuttingDown`] and closes the listener), asks every
+    /// connection — open or still in its handshake — to close with 1001
+    /// (going away) after the messages already queued, and waits until every
+    /// connection's socket is closed. Each connection's part is bounded by
+    /// its close timeout. Calling it again waits again.
+    pub async fn shutdown(&self) {
+        self.tracker.begin_shutdown();
+        let mut live = self.tracker.live.subscribe();
+        // The sender lives in the tracker, which we hold: this cannot fail.
+        let _ = live.wait_for(|&n| n == 0).await;
+    }
+
+    /// How many connections are live (in their handshake, open or closing).
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        *self.tracker.live.borrow()
+    }
+
+    /// Whether a shutdown has begun.
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.tracker.is_shutting_down()
+    }
+}

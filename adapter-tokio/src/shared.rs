@@ -1,0 +1,132 @@
+//! The state a connection's driver task shares with its handles (one reader,
+//! one writer), behind one mutex. Every wait is a stored `Waker`, so every
+//! handle future is cancel-safe: it changes nothing until it completes.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+
+use wharf_core::{CloseCode, CloseInfo, ConfigError, Message, Open, Request};
+
+use crate::config::Buffers;
+
+/// Shared between a driver and its [`WsReader`](crate::WsReader) and
+/// [`WsWriter`](crate::WsWriter).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn new(buffers: Buffers) -> Shared {
+        Shared {
+            state: Mutex::new(State {
+                buffers,
+                outgoing: VecDeque::new(),
+                submitted: 0,
+                written: 0,
+                close_request: None,
+                reader_alive: true,
+                writer_alive: true,
+                incoming: VecDeque::new(),
+                incoming_bytes: 0,
+                read_paused: false,
+                open: None,
+                opened: false,
+                request: None,
+                setup_error: None,
+                closed: None,
+                error_reported: false,
+                unsent: Vec::new(),
+                finished: false,
+                driver: None,
+                reader: None,
+                writer: None,
+            }),
+        }
+    }
+
+    /// Locks the state. A panic elsewhere while the lock was held leaves
+    /// plain data behind, so a poisoned lock is used as it is.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) buffers: Buffers,
+
+    // ---- writer → driver ----
+    /// Messages for the driver, oldest first. At most
+    /// `buffers.outgoing_messages`, plus one from a `send` whose wait was
+    /// cancelled.
+    pub(crate) outgoing: VecDeque<Message>,
+    /// Messages the writer has queued, ever.
+    pub(crate) submitted: u64,
+    /// The first `written` of them have been written to the socket.
+    pub(crate) written: u64,
+    /// The writer (or a server shutdown) asked for a close.
+    pub(crate) close_request: Option<(CloseCode, String)>,
+    pub(crate) reader_alive: bool,
+    pub(crate) writer_alive: bool,
+
+    // ---- driver → reader ----
+    pub(crate) incoming: VecDeque<Message>,
+    pub(crate) incoming_bytes: usize,
+    /// The driver stopped reading because `incoming` was full.
+    pub(crate) read_paused: bool,
+    /// The opening handshake's outcome, until `connect` / `accept` takes it.
+    pub(crate) open: Option<Open>,
+    pub(crate) opened: bool,
+    /// Server: the upgrade request that was accepted.
+    pub(crate) request: Option<Request>,
+    /// The application's `Accept` / `Reject` could not be encoded.
+    pub(crate) setup_error: Option<ConfigError>,
+    /// How the connection ended (set once, by the driver).
+    pub(crate) closed: Option<CloseInfo>,
+    /// The reader has yielded the failure (once).
+    pub(crate) error_reported: bool,
+    /// Messages that were queued but never went out, oldest first.
+    pub(crate) unsent: Vec<Message>,
+    /// The driver has ended: the socket is closed.
+    pub(crate) finished: bool,
+
+    // ---- wakers ----
+    pub(crate) driver: Option<Waker>,
+    pub(crate) reader: Option<Waker>,
+    pub(crate) writer: Option<Waker>,
+}
+
+impl State {
+    /// No more messages are taken from the writer.
+    pub(crate) fn send_closed(&self) -> bool {
+        self.closed.is_some() || self.close_request.is_some() || self.finished
+    }
+
+    /// The reader's buffer is full (the driver then stops reading).
+    pub(crate) fn incoming_full(&self) -> bool {
+        self.incoming.len() >= self.buffers.incoming_messages
+            || self.incoming_bytes >= self.buffers.incoming_bytes
+    }
+
+    /// Takes the driver's waker, to wake it once the lock is released.
+    pub(crate) fn take_driver(&mut self) -> Option<Waker> {
+        self.driver.take()
+    }
+}
+
+/// Stores `cx`'s waker in `slot` (no clone when it is the same one).
+pub(crate) fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+/// Wakes what was taken out of the state (after the lock is released).
+pub(crate) fn wake(wakers: impl IntoIterator<Item = Option<Waker>>) {
+    for w in wakers.into_iter().flatten() {
+        w.wake();
+    }
+}
