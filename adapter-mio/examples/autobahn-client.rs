@@ -1,6 +1,7 @@
 //! The Autobahn Testsuite's client testee (for `wstest -m fuzzingserver`) on
 //! wharf-mio: runs every case the server offers, echoing each message, then
-//! asks the server to write its reports.
+//! asks the server to write its reports. Offers permessage-deflate (cases
+//! 12.* and 13.*).
 //!
 //! ```sh
 //! cargo run --release -p wharf-mio --example autobahn-client -- --url ws://127.0.0.1:9001 [--ca PEM] [--agent NAME]
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
-use wharf_core::{ClientRequest, ClientTls, Config, Event, Message};
+use wharf_core::{ClientRequest, ClientTls, Config, DeflateConfig, Event, Message};
 use wharf_mio::WsStream;
 
 struct Ctx {
@@ -95,6 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.max_message_size = 64 << 20;
     config.max_frame_size = 64 << 20;
     config.max_send_queue = 128 << 20;
+    config.deflate = Some(DeflateConfig::default());
     let mut ctx = Ctx {
         base,
         tls,

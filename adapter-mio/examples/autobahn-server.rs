@@ -1,5 +1,6 @@
 //! The Autobahn Testsuite's echo server (testee for `wstest -m fuzzingclient`)
-//! on wharf-mio: echoes every message, accepts messages up to 64 MiB.
+//! on wharf-mio: echoes every message, accepts messages up to 64 MiB, and
+//! accepts permessage-deflate (cases 12.* and 13.*).
 //!
 //! ```sh
 //! cargo run --release -p wharf-mio --example autobahn-server -- --listen 127.0.0.1:9001 [--cert PEM --key PEM]
@@ -8,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
-use wharf_core::{Accept, Config, Event, ServerTls};
+use wharf_core::{Accept, Config, DeflateConfig, Event, ServerTls};
 use wharf_mio::{ServerOptions, WsServer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.max_message_size = 64 << 20;
     config.max_frame_size = 64 << 20;
     config.max_send_queue = 128 << 20;
+    config.deflate = Some(DeflateConfig::default());
     let mut options = ServerOptions::default();
     options.config = config.into();
     options.tls = match (cert, key) {

@@ -10,9 +10,7 @@
 use wharf_core::test_certs::TestPki;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args()
-        .nth(1)
-        .ok_or("usage: gen-certs OUTDIR")?;
+    let dir = std::env::args().nth(1).ok_or("usage: gen-certs OUTDIR")?;
     std::fs::create_dir_all(&dir)?;
     let pki = TestPki::new();
     let (chain, key) = pki.server_cert(&["localhost", "127.0.0.1", "::1"]);

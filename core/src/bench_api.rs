@@ -1,5 +1,6 @@
-//! Thin public wrappers around crate-private hot paths, for the benchmarks in
-//! `core/benches` (an external crate that sees only the public API).
+//! Thin public wrappers around crate-private hot paths and codecs, for the
+//! benchmarks in `core/benches` and the fuzz targets in `fuzz/` (external
+//! crates that see only the public API).
 //!
 //! Not part of the supported API: hidden from the docs and free to change.
 
@@ -85,4 +86,64 @@ impl Utf8Check {
     pub fn pending(&self) -> usize {
         self.0.pending()
     }
+}
+
+/// Every field of a frame header (RFC 6455 §5.2), for the fuzz targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawHeader {
+    /// FIN bit.
+    pub fin: bool,
+    /// RSV1..RSV3 as the low 3 bits (0b100 = RSV1).
+    pub rsv: u8,
+    /// The 4-bit opcode.
+    pub opcode: u8,
+    /// The masking key, when the MASK bit is set.
+    pub mask: Option<[u8; 4]>,
+    /// The payload length.
+    pub payload_len: u64,
+}
+
+/// As [`decode_header`], returning every field of the header.
+///
+/// # Errors
+///
+/// The [`ProtocolError`] of a header that breaks a rule of §5.
+pub fn decode_raw_header(
+    buf: &[u8],
+    expect_masked: bool,
+    allowed_rsv: u8,
+) -> Result<Option<(RawHeader, usize)>, ProtocolError> {
+    Ok(
+        frame::decode_header(buf, expect_masked, allowed_rsv)?.map(|(h, n)| {
+            (
+                RawHeader {
+                    fin: h.fin,
+                    rsv: h.rsv,
+                    opcode: h.opcode.to_u8(),
+                    mask: h.mask,
+                    payload_len: h.payload_len,
+                },
+                n,
+            )
+        }),
+    )
+}
+
+/// As [`encode_header`], with the RSV bits; `None` when the opcode is not one
+/// that RFC 6455 defines.
+pub fn encode_raw_header(h: &RawHeader, out: &mut [u8; HEADER_BUF_LEN]) -> Option<usize> {
+    let header = FrameHeader {
+        fin: h.fin,
+        rsv: h.rsv,
+        opcode: OpCode::from_u8(h.opcode)?,
+        mask: h.mask,
+        payload_len: h.payload_len,
+    };
+    Some(frame::encode_header(&header, out))
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+#[must_use]
+pub fn accept_key(key: &str) -> String {
+    crate::handshake::accept_key(key)
 }

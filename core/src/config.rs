@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::ConfigError;
+
 /// How incoming data messages are delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MessageMode {
@@ -46,6 +48,12 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// Whole messages or chunks as they arrive.
     pub message_mode: MessageMode,
+    /// permessage-deflate compression (RFC 7692). Default off (`None`).
+    ///
+    /// With `Some`, a client offers it and a server accepts a client's offer;
+    /// see [`DeflateConfig`] for what that costs and what the peer must agree
+    /// to. `max_message_size` then bounds the *inflated* size of a message.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for Config {
@@ -63,6 +71,128 @@ impl Default for Config {
             ping_interval: None,
             pong_timeout: Duration::from_secs(20),
             message_mode: MessageMode::Reassemble,
+            deflate: None,
         }
+    }
+}
+
+/// permessage-deflate (RFC 7692) settings: set [`Config::deflate`] to use it.
+///
+/// # Off by default, and why
+///
+/// Compression costs memory and CPU on every connection that negotiates it,
+/// and it is only worth that for traffic that compresses (text, JSON). Each
+/// direction's zlib state (zlib-rs) is allocated when the first compressed
+/// message goes that way and kept for the connection's life:
+///
+/// | state | 15-bit window (default) | 12-bit | 9-bit |
+/// |---|---|---|---|
+/// | compressor | 371 KiB | 259 KiB | 245 KiB |
+/// | decompressor | 42 KiB | 42 KiB | 42 KiB |
+///
+/// so about 420 KiB per connection with the defaults once messages went both
+/// ways (measured by `core/tests/deflate_memory.rs`; zlib-rs keeps a 128 KiB
+/// hash table whatever the window, and a 32 KiB decompression window whatever
+/// the peer agreed to). [`MessageMode::Stream`] adds a 64 KiB buffer for
+/// inflated chunks. A client that only receives compressed messages pays for
+/// the decompressor only.
+///
+/// Compressing secrets together with data an attacker chooses, in one
+/// message or one shared window, can leak them (CRIME / BREACH):
+/// `no_context_takeover` limits that to a single message,
+/// [`Connection::send_uncompressed`](crate::Connection::send_uncompressed)
+/// avoids it.
+///
+/// # Limits on what the peer sends
+///
+/// [`Config::max_message_size`] bounds each message's inflated size: a
+/// compression bomb (a few KiB that inflate to gigabytes) fails with 1009 once
+/// the limit is passed, having inflated at most the limit. Inflating is done
+/// in bounded steps, never sized from what the peer declares, and once
+/// 256 KiB of inflated data wait in the event queue the connection decodes no
+/// further frames until [`Connection::poll_event`](crate::Connection::poll_event)
+/// has emptied it: the inflated data a connection holds stays below
+/// `max_message_size` plus that amount, whatever the compression ratio.
+///
+/// # Negotiation (RFC 7692 §7.1)
+///
+/// A client offers `permessage-deflate; client_max_window_bits`, adding
+/// `client_max_window_bits=N` when `max_window_bits` is below 15,
+/// `server_max_window_bits=N` when `peer_max_window_bits` is below 15,
+/// `client_no_context_takeover` when `no_context_takeover` is set and
+/// `server_no_context_takeover` when `peer_no_context_takeover` is set. It
+/// fails the handshake ([`HandshakeError::Extension`](crate::HandshakeError::Extension))
+/// on an answer RFC 7692 forbids.
+///
+/// A server accepts the first valid offer and declines (ignores) invalid
+/// ones: it honours what the client asks of it, and asks of the client what
+/// this configuration says where the offer allows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    /// Compression level, 0 (store only) to 9 (smallest, slowest). Default 1
+    /// (fast; see the crate's benchmarks for the trade-off).
+    pub level: u32,
+    /// Largest LZ77 window this side compresses with, as a power of two,
+    /// 9 to 15 (zlib cannot compress with 8). Default 15.
+    pub max_window_bits: u8,
+    /// Largest window the peer may compress with, 8 to 15. Default 15 (no
+    /// limit asked). It saves the peer memory, not this side: zlib-rs
+    /// decompresses with a 32 KiB window whatever the agreed size.
+    ///
+    /// A client asks it with `server_max_window_bits` (a server that cannot
+    /// honour it declines compression); a server answers with
+    /// `client_max_window_bits` when the client's offer allows it, and
+    /// otherwise decompresses with a 15-bit window.
+    pub peer_max_window_bits: u8,
+    /// Compress each message on its own (no context takeover, §7.1.1): worse
+    /// ratio for small similar messages, but no message shares a window with
+    /// another. Default false.
+    pub no_context_takeover: bool,
+    /// Ask the peer to compress each message on its own (client:
+    /// `server_no_context_takeover`, which a server must accept or decline
+    /// compression; server: `client_no_context_takeover`). Default false.
+    pub peer_no_context_takeover: bool,
+    /// Messages shorter than this many bytes go out uncompressed (compressing
+    /// a few bytes rarely pays). Default 32.
+    pub min_message_size: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig {
+            level: 1,
+            max_window_bits: 15,
+            peer_max_window_bits: 15,
+            no_context_takeover: false,
+            peer_no_context_takeover: false,
+            min_message_size: 32,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Checks the ranges: level 0-9, `max_window_bits` 9-15,
+    /// `peer_max_window_bits` 8-15.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.level > 9 {
+            return Err(ConfigError::InvalidDeflate(format!(
+                "level {} (0 to 9)",
+                self.level
+            )));
+        }
+        if !(9..=15).contains(&self.max_window_bits) {
+            return Err(ConfigError::InvalidDeflate(format!(
+                "max_window_bits {} (9 to 15)",
+                self.max_window_bits
+            )));
+        }
+        if !(8..=15).contains(&self.peer_max_window_bits) {
+            return Err(ConfigError::InvalidDeflate(format!(
+                "peer_max_window_bits {} (8 to 15)",
+                self.peer_max_window_bits
+            )));
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{encode_close_body, parse_close_body, CloseCode, MAX_CLOSE_REASON};
 use crate::config::{Config, MessageMode};
+use crate::deflate::{Deflate, CHUNK, INFLATE_TURN, RSV1, TAIL};
 use crate::error::{
     ConfigError, Error, HandshakeError, ProtocolError, SendError, TimeoutKind, TlsError,
 };
@@ -16,7 +17,9 @@ use crate::event::{CloseInfo, Event, Initiator, Open};
 use crate::frame::{
     apply_mask, decode_header, encode_header, extend_masked, FrameHeader, OpCode, MAX_HEADER_LEN,
 };
-use crate::handshake::{self, Accept, ClientRequest, HeadScanner, Reject, Request};
+use crate::handshake::{
+    self, Accept, ClientOffer, ClientRequest, DeflateParams, HeadScanner, Reject, Request,
+};
 use crate::message::{Chunk, Message, MessageKind, Text};
 use crate::rng::{OsSeededRng, Random};
 use crate::timer::{expired, Timers};
@@ -72,6 +75,12 @@ struct RxMessage {
     buf: BytesMut,
     /// Stream mode: no chunk reported yet.
     first_chunk: bool,
+    /// RSV1 was set on its first frame: the payload is DEFLATE data (RFC 7692 §6).
+    compressed: bool,
+    /// Reassemble mode: the inflated bytes of a compressed message.
+    inflated: Vec<u8>,
+    /// Inflated bytes of a compressed message so far.
+    inflated_size: usize,
 }
 
 /// Where the decoder is in the current frame.
@@ -92,8 +101,12 @@ enum Rx {
 /// An outgoing data message, framed lazily as `poll_transmit` drains it.
 struct TxMessage {
     message: Message,
-    /// Payload bytes already framed.
+    /// Payload bytes already framed (compressed ones: fed to the compressor).
     offset: usize,
+    /// Goes out compressed (RFC 7692 §7.2.1).
+    compress: bool,
+    /// Its first frame was written.
+    started: bool,
 }
 
 /// The closing handshake (§7.1).
@@ -158,7 +171,11 @@ pub struct Connection {
     // ---- handshake ----
     client_key: String,
     offered: Vec<String>,
+    /// Client: the permessage-deflate offer sent.
+    deflate_offer: Option<ClientOffer>,
     request: Option<Request>,
+    /// permessage-deflate, once negotiated.
+    deflate: Option<Box<Deflate>>,
 
     // ---- output ----
     /// Plaintext bytes ready for the transport.
@@ -227,15 +244,20 @@ impl Connection {
         } else {
             Transport::Plain
         };
+        if let Some(deflate) = &config.deflate {
+            deflate.validate()?;
+        }
         let mut nonce = [0u8; 16];
         rng.fill(&mut nonce);
         let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, nonce);
+        let offer = config.deflate.as_ref().map(ClientOffer::new);
         let mut out = Vec::new();
-        handshake::encode_request(request, &key, &mut out)?;
+        handshake::encode_request(request, &key, offer.as_ref(), &mut out)?;
         let mut conn = Connection::new(Role::Client, config, rng, transport, now);
         conn.out = out;
         conn.client_key = key;
         conn.offered = request.subprotocols().to_vec();
+        conn.deflate_offer = offer;
         Ok(conn)
     }
 
@@ -255,6 +277,9 @@ impl Connection {
         now: Instant,
         rng: Box<dyn Random>,
     ) -> Result<Connection, ConfigError> {
+        if let Some(deflate) = &config.deflate {
+            deflate.validate()?;
+        }
         let transport = match tls {
             Some(tls) => Transport::Tls(Box::new(TlsSession::server(tls)?)),
             None => Transport::Plain,
@@ -289,7 +314,9 @@ impl Connection {
             eof: false,
             client_key: String::new(),
             offered: Vec::new(),
+            deflate_offer: None,
             request: None,
+            deflate: None,
             out: Vec::new(),
             data: VecDeque::new(),
             queued_bytes: 0,
@@ -394,7 +421,25 @@ impl Connection {
     /// Fails, handing the message back, when the connection is not open or
     /// the queue holds `max_send_queue` bytes already (a message larger than
     /// the whole limit is taken when the queue is empty).
+    ///
+    /// With permessage-deflate negotiated, a message of at least
+    /// [`DeflateConfig::min_message_size`](crate::DeflateConfig::min_message_size)
+    /// bytes is compressed as its frames are written; the queue still counts
+    /// uncompressed bytes.
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        self.enqueue(message, true)
+    }
+
+    /// As [`send`](Self::send), but the message goes out uncompressed even
+    /// when permessage-deflate is in use (RFC 7692 §6: RSV1 clear), for
+    /// payloads that do not compress (already compressed, encrypted, random)
+    /// or that must not share a compression window with other data (a
+    /// secret next to attacker-chosen text).
+    pub fn send_uncompressed(&mut self, message: Message) -> Result<(), SendError> {
+        self.enqueue(message, false)
+    }
+
+    fn enqueue(&mut self, message: Message, may_compress: bool) -> Result<(), SendError> {
         if self.phase != Phase::Open || self.close.sent || self.close.pending.is_some() {
             return Err(SendError::NotOpen(message));
         }
@@ -403,7 +448,13 @@ impl Connection {
             return Err(SendError::Full(message));
         }
         self.queued_bytes += len;
-        self.data.push_back(TxMessage { message, offset: 0 });
+        let compress = may_compress && self.deflate.as_deref().is_some_and(|d| d.compresses(len));
+        self.data.push_back(TxMessage {
+            message,
+            offset: 0,
+            compress,
+            started: false,
+        });
         Ok(())
     }
 
@@ -474,10 +525,17 @@ impl Connection {
             .request
             .take()
             .ok_or(ConfigError::InvalidState("no upgrade request is waiting"))?;
-        if let Err(e) = handshake::encode_accept(&request, &accept, &mut self.out) {
+        let deflate = self
+            .config
+            .deflate
+            .as_ref()
+            .and_then(|cfg| handshake::negotiate_deflate(request.headers(), cfg));
+        let extensions = deflate.as_ref().map(|(answer, _)| answer.as_str());
+        if let Err(e) = handshake::encode_accept(&request, &accept, extensions, &mut self.out) {
             self.request = Some(request);
             return Err(e);
         }
+        self.start_deflate(deflate.map(|(_, params)| params));
         self.open(accept.subprotocol, None);
         // Frames the client sent right behind its request.
         self.process();
@@ -553,6 +611,9 @@ impl Connection {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() {
+            self.resume_input();
+        }
+        if self.events.is_empty() {
             self.apply_pending_failure();
         }
         self.events.pop_front()
@@ -571,7 +632,9 @@ impl Connection {
     /// Whether [`poll_event`](Self::poll_event) has something to report.
     #[must_use]
     pub fn has_events(&self) -> bool {
-        !self.events.is_empty() || self.pending_failure.is_some()
+        !self.events.is_empty()
+            || self.pending_failure.is_some()
+            || self.deflate.as_deref().is_some_and(|d| d.paused)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
@@ -657,6 +720,13 @@ impl Connection {
         self.error.as_ref()
     }
 
+    /// The permessage-deflate parameters agreed in the opening handshake
+    /// (RFC 7692 §7.1), when the extension is in use.
+    #[must_use]
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_deref().map(Deflate::params)
+    }
+
     /// Takes back the messages that were queued but not completely sent (for
     /// example after a failure), oldest first, so that nothing is lost silently.
     ///
@@ -666,7 +736,7 @@ impl Connection {
     pub fn take_unsent(&mut self) -> Vec<Message> {
         let still_sending = self.phase == Phase::Open && !self.close.sent;
         let keep = match self.data.front() {
-            Some(tx) if still_sending && tx.offset > 0 => self.data.pop_front(),
+            Some(tx) if still_sending && (tx.offset > 0 || tx.started) => self.data.pop_front(),
             _ => None,
         };
         let taken = self.data.drain(..).map(|m| m.message).collect();
@@ -750,9 +820,11 @@ impl Connection {
                     &head,
                     &self.client_key,
                     &self.offered,
+                    self.deflate_offer.as_ref(),
                     self.config.max_headers,
                 ) {
                     Ok(response) => {
+                        self.start_deflate(response.deflate().copied());
                         let subprotocol = response.subprotocol.clone();
                         self.open(subprotocol, Some(Box::new(response)));
                     }
@@ -774,6 +846,13 @@ impl Connection {
         true
     }
 
+    /// Sets up permessage-deflate once the handshake agreed on `params`.
+    fn start_deflate(&mut self, params: Option<DeflateParams>) {
+        if let (Some(params), Some(cfg)) = (params, self.config.deflate.as_ref()) {
+            self.deflate = Some(Box::new(Deflate::new(params, cfg, self.role)));
+        }
+    }
+
     fn open(&mut self, subprotocol: Option<String>, response: Option<Box<handshake::Response>>) {
         self.phase = Phase::Open;
         self.timers.handshake = None;
@@ -789,10 +868,16 @@ impl Connection {
     /// Decodes every complete frame (and every ready payload byte) in `inbuf`.
     fn process_frames(&mut self) -> Result<(), ProtocolError> {
         let expect_masked = self.role == Role::Server;
+        // RFC 7692 §6: permessage-deflate defines RSV1.
+        let allowed_rsv = if self.deflate.is_some() { RSV1 } else { 0 };
         while self.phase == Phase::Open {
+            if self.input_paused() {
+                return Ok(());
+            }
             match &mut self.rx {
                 Rx::Header => {
-                    let Some((header, n)) = decode_header(&self.inbuf, expect_masked, 0)? else {
+                    let Some((header, n)) = decode_header(&self.inbuf, expect_masked, allowed_rsv)?
+                    else {
                         return Ok(());
                     };
                     self.start_frame(&header)?;
@@ -823,6 +908,12 @@ impl Connection {
                 max: max_frame,
             });
         }
+        // RFC 7692 §6.1: only the first frame of a data message is marked
+        // compressed (decode_header admits RSV1 only once negotiated).
+        let compressed = h.rsv & RSV1 != 0;
+        if compressed && (h.opcode.is_control() || h.opcode == OpCode::Continuation) {
+            return Err(ProtocolError::MisplacedRsv1);
+        }
         if h.opcode.is_control() {
             return Ok(());
         }
@@ -840,14 +931,15 @@ impl Connection {
                     });
                 }
                 msg.size += h.payload_len;
-                if msg.size > max_msg as u64 {
+                // A compressed message is held to its inflated size instead.
+                if msg.size > max_msg as u64 && !msg.compressed {
                     return Err(ProtocolError::MessageTooLarge { max: max_msg });
                 }
                 Ok(())
             }
             (_, Some(_)) => Err(ProtocolError::ExpectedContinuation),
             (op, None) => {
-                if h.payload_len > max_msg as u64 {
+                if h.payload_len > max_msg as u64 && !compressed {
                     return Err(ProtocolError::MessageTooLarge { max: max_msg });
                 }
                 let kind = if op == OpCode::Text {
@@ -861,6 +953,9 @@ impl Connection {
                     size: h.payload_len,
                     buf: BytesMut::new(),
                     first_chunk: true,
+                    compressed,
+                    inflated: Vec::new(),
+                    inflated_size: 0,
                 });
                 Ok(())
             }
@@ -893,7 +988,7 @@ impl Connection {
             self.handle_control(header.opcode, payload.freeze())?;
             return Ok(true);
         }
-        let Some(kind) = self.rx_msg.as_ref().map(|m| m.kind) else {
+        let Some((kind, compressed)) = self.rx_msg.as_ref().map(|m| (m.kind, m.compressed)) else {
             // start_frame opens a message for every data frame.
             self.rx = Rx::Header;
             return Ok(true);
@@ -907,10 +1002,13 @@ impl Connection {
             if let Some(key) = header.mask {
                 apply_mask(fresh, key, (consumed as usize).wrapping_add(ready));
             }
-            if kind == MessageKind::Text && self.utf8.feed(fresh).is_err() {
+            if kind == MessageKind::Text && !compressed && self.utf8.feed(fresh).is_err() {
                 return Err(ProtocolError::InvalidUtf8);
             }
             ready = avail;
+        }
+        if compressed {
+            return self.inflate_payload(header, remaining, avail, consumed);
         }
         let frame_complete = avail as u64 == remaining;
         let single_frame = header.fin && self.rx_msg.as_ref().is_some_and(|m| m.fragments == 1);
@@ -940,6 +1038,11 @@ impl Connection {
             }
             MessageMode::Stream => {
                 let last = frame_complete && header.fin;
+                if last && kind == MessageKind::Text && self.utf8.pending() > 0 {
+                    // The message ends inside a character (§8.1): fail before
+                    // reporting the cut-off bytes as a text chunk.
+                    return Err(ProtocolError::InvalidUtf8);
+                }
                 let taken = self.inbuf.split_to(avail).freeze();
                 self.emit_chunk(taken, last);
             }
@@ -973,13 +1076,153 @@ impl Connection {
         if self.config.message_mode == MessageMode::Stream {
             return Ok(());
         }
-        let payload = whole.unwrap_or_else(|| msg.buf.freeze());
+        let payload = match whole {
+            Some(payload) => payload,
+            None if msg.compressed => {
+                let mut inflated = msg.inflated;
+                if inflated.capacity() - inflated.len() > inflated.len() / 4 {
+                    inflated.shrink_to_fit();
+                }
+                Bytes::from(inflated)
+            }
+            None => msg.buf.freeze(),
+        };
         let message = match msg.kind {
             MessageKind::Text => Message::Text(Text::from_validated(payload)),
             MessageKind::Binary => Message::Binary(payload),
         };
         self.events.push_back(Event::Message(message));
         Ok(())
+    }
+
+    /// The payload of a frame of a compressed message (RFC 7692 §7.2.2): the
+    /// first `avail` bytes of `inbuf` (unmasked) are inflated, and the tail
+    /// `00 00 ff ff` after the message's last frame. Returns false when it
+    /// needs more input or decoding paused.
+    fn inflate_payload(
+        &mut self,
+        header: FrameHeader,
+        remaining: u64,
+        avail: usize,
+        consumed: u64,
+    ) -> Result<bool, ProtocolError> {
+        let used = self.inflate_input(avail, false)?;
+        self.inbuf.advance(used);
+        let remaining = remaining - used as u64;
+        if used < avail || remaining > 0 {
+            self.rx = Rx::Payload {
+                header,
+                remaining,
+                ready: avail - used,
+                consumed: consumed + used as u64,
+            };
+            return Ok(false);
+        }
+        self.rx = Rx::Header;
+        if header.fin {
+            // An empty payload is an empty message: the tail alone would
+            // start a stored block it cannot finish.
+            if self.rx_msg.as_ref().is_some_and(|m| m.size > 0) {
+                self.inflate_input(TAIL.len(), true)?;
+            }
+            if self.config.message_mode == MessageMode::Stream {
+                self.emit_chunk(Bytes::new(), true);
+            }
+            self.finish_message(None)?;
+        }
+        Ok(true)
+    }
+
+    /// Inflates the first `len` bytes of `inbuf`, or the tail when `tail`,
+    /// validates the output and keeps it (Reassemble) or reports it (Stream).
+    /// Returns how many bytes were consumed: all, unless decoding paused
+    /// (Stream mode, at [`INFLATE_TURN`]).
+    fn inflate_input(&mut self, len: usize, tail: bool) -> Result<usize, ProtocolError> {
+        let max = self.config.max_message_size;
+        let stream = self.config.message_mode == MessageMode::Stream;
+        let mut used = 0;
+        loop {
+            let (Some(d), Some(msg)) = (self.deflate.as_deref_mut(), self.rx_msg.as_mut()) else {
+                return Ok(len);
+            };
+            if stream && !tail && used < len && d.unread >= INFLATE_TURN && !self.events.is_empty()
+            {
+                d.paused = true;
+                return Ok(used);
+            }
+            let input = if tail {
+                TAIL.get(used..)
+            } else {
+                self.inbuf.get(used..len)
+            }
+            .unwrap_or_default();
+            let (mut out, limit) = if stream {
+                let mut chunk = std::mem::take(&mut d.chunk);
+                chunk.reserve_exact(CHUNK);
+                (chunk, CHUNK)
+            } else {
+                (std::mem::take(&mut msg.inflated), max.saturating_add(1))
+            };
+            let before = out.len();
+            let result = d.inflate(input, &mut out, limit);
+            let produced = out.len() - before;
+            let full = out.len() >= limit;
+            msg.inflated_size = msg.inflated_size.saturating_add(produced);
+            d.unread = d.unread.saturating_add(produced);
+            let bad_utf8 = msg.kind == MessageKind::Text
+                && self
+                    .utf8
+                    .feed(out.get(before..).unwrap_or_default())
+                    .is_err();
+            let chunk = (stream && produced > 0).then(|| Bytes::copy_from_slice(&out));
+            if stream {
+                out.clear();
+                d.chunk = out;
+            } else {
+                msg.inflated = out;
+            }
+            used += result?;
+            if msg.inflated_size > max {
+                return Err(ProtocolError::MessageTooLarge { max });
+            }
+            if bad_utf8 {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            if let Some(chunk) = chunk {
+                self.emit_chunk(chunk, false);
+            }
+            if !full {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// True while decoding waits for the application to take inflated data
+    /// (more than [`INFLATE_TURN`] bytes of it in the event queue).
+    fn input_paused(&mut self) -> bool {
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return false;
+        };
+        if !d.paused && d.unread >= INFLATE_TURN && !self.events.is_empty() {
+            d.paused = true;
+        }
+        d.paused
+    }
+
+    /// The application took every event: decoding paused at
+    /// [`INFLATE_TURN`] goes on (and a transport end seen meanwhile applies).
+    fn resume_input(&mut self) {
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return;
+        };
+        d.unread = 0;
+        if !std::mem::take(&mut d.paused) {
+            return;
+        }
+        self.process();
+        if self.eof && !self.deflate.as_deref().is_some_and(|d| d.paused) {
+            self.on_eof();
+        }
     }
 
     /// Stream mode: reports `data` as a chunk. Text chunks end on a character
@@ -1093,6 +1336,10 @@ impl Connection {
     }
 
     fn on_eof(&mut self) {
+        // Input waiting behind inflated data is decoded first (resume_input).
+        if self.phase == Phase::Open && self.deflate.as_deref().is_some_and(|d| d.paused) {
+            return;
+        }
         // A violation found before the end is the real reason.
         self.apply_pending_failure();
         match self.phase {
@@ -1172,6 +1419,9 @@ impl Connection {
 
     /// Writes the next frame of the oldest queued message; false when none.
     fn write_data_frame(&mut self) -> bool {
+        if self.data.front().is_some_and(|tx| tx.compress) {
+            return self.write_compressed_frame();
+        }
         let max = self.config.max_outgoing_frame.max(1);
         let Some(tx) = self.data.front_mut() else {
             return false;
@@ -1206,6 +1456,51 @@ impl Connection {
         }
         tx.offset = end;
         self.queued_bytes -= end - start;
+        if fin {
+            self.data.pop_front();
+        }
+        true
+    }
+
+    /// Writes the next frame of the oldest queued message, compressing it as
+    /// it goes (RFC 7692 §7.2.1): RSV1 on the first frame only (§6).
+    fn write_compressed_frame(&mut self) -> bool {
+        let max = self.config.max_outgoing_frame.max(1);
+        let mask = match self.role {
+            Role::Client => Some(self.rng.mask_key()),
+            Role::Server => None,
+        };
+        let (Some(tx), Some(d)) = (self.data.front_mut(), self.deflate.as_deref_mut()) else {
+            return false;
+        };
+        let rest = tx.message.payload().get(tx.offset..).unwrap_or_default();
+        let (len, used, fin) = d.next_frame(rest, max);
+        let first = !tx.started;
+        let opcode = match (first, tx.message.kind()) {
+            (true, MessageKind::Text) => OpCode::Text,
+            (true, MessageKind::Binary) => OpCode::Binary,
+            (false, _) => OpCode::Continuation,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv: if first { RSV1 } else { 0 },
+            opcode,
+            mask,
+            payload_len: len as u64,
+        };
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&header, &mut hdr);
+        let body = d.frame_payload(len);
+        self.out.reserve(n + body.len());
+        self.out.extend_from_slice(&hdr[..n]);
+        match mask {
+            Some(key) => extend_masked(&mut self.out, body, key, 0),
+            None => self.out.extend_from_slice(body),
+        }
+        d.frame_written(len);
+        tx.started = true;
+        tx.offset += used;
+        self.queued_bytes -= used;
         if fin {
             self.data.pop_front();
         }

@@ -118,6 +118,13 @@ pub enum ProtocolError {
     /// Data arrived after the peer's Close frame (§5.5.1).
     #[error("data after the peer's Close frame")]
     DataAfterClose,
+    /// RFC 7692 §6.1: RSV1 ("compressed") set on a control frame or on a
+    /// continuation frame; only the first frame of a message carries it.
+    #[error("RSV1 set on a control or continuation frame")]
+    MisplacedRsv1,
+    /// RFC 7692 §7.2.2: a compressed message is not a valid DEFLATE stream.
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
@@ -189,12 +196,64 @@ pub enum HandshakeError {
     /// Client side: the server named an extension that was not offered (§4.1).
     #[error("server chose extension {0:?}, which was not offered")]
     UnofferedExtension(String),
+    /// Client side: the server's permessage-deflate answer breaks a rule of
+    /// RFC 7692 §5 and §7.1 ("the client MUST _Fail the WebSocket
+    /// Connection_").
+    #[error("invalid permessage-deflate response: {0}")]
+    Extension(#[from] ExtensionError),
     /// Server side: the application rejected the request.
     #[error("the application rejected the request with status {0}")]
     RejectedByApplication(u16),
     /// The transport ended before the handshake finished.
     #[error("the transport ended during the opening handshake")]
     Eof,
+}
+
+/// What is wrong with a server's permessage-deflate response (RFC 7692 §5,
+/// §7.1). Each one fails the connection on the client side.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtensionError {
+    /// `Sec-WebSocket-Extensions` is not a valid extension list (RFC 6455 §9.1).
+    #[error("Sec-WebSocket-Extensions is not a valid extension list")]
+    Malformed,
+    /// permessage-deflate was accepted more than once.
+    #[error("permessage-deflate named more than once")]
+    DuplicateExtension,
+    /// A parameter RFC 7692 does not define (§7: "not defined for use in a
+    /// response").
+    #[error("unknown parameter {0:?}")]
+    UnknownParameter(String),
+    /// The same parameter twice (§7).
+    #[error("parameter {0:?} given more than once")]
+    DuplicateParameter(String),
+    /// A parameter with a value it may not have, without one it needs, or
+    /// with a window size that is not 8 to 15 without leading zeroes (§7.1).
+    #[error("invalid value {value:?} for {name}")]
+    InvalidValue {
+        /// The parameter.
+        name: String,
+        /// Its value (`None` when it had none).
+        value: Option<String>,
+    },
+    /// The offer asked for `server_no_context_takeover` or
+    /// `server_max_window_bits` and the response does not grant it
+    /// (§7.1.1.1, §7.1.2.1).
+    #[error("the response lacks {0}, which was requested")]
+    MissingParameter(&'static str),
+    /// `client_max_window_bits` in a response to an offer without it (§7.1.2.2).
+    #[error("{0} answered but not offered")]
+    UnofferedParameter(&'static str),
+    /// A window size above the one the offer allowed (§7.1.2).
+    #[error("{name}={answered} exceeds the offered {offered}")]
+    WindowTooLarge {
+        /// The parameter.
+        name: &'static str,
+        /// The value offered.
+        offered: u8,
+        /// The value answered.
+        answered: u8,
+    },
 }
 
 /// A TLS failure, with the reason named where rustls gives one.
@@ -279,4 +338,7 @@ pub enum ConfigError {
     /// The call does not fit the connection's role or state.
     #[error("not allowed now: {0}")]
     InvalidState(&'static str),
+    /// A [`DeflateConfig`](crate::DeflateConfig) value is out of range.
+    #[error("invalid deflate setting: {0}")]
+    InvalidDeflate(String),
 }

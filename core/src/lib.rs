@@ -94,10 +94,32 @@
 //! Every buffer is bounded by [`Config`]; nothing is allocated from a length
 //! the peer declares. A full outgoing queue hands the message back
 //! ([`SendError::Full`]).
+//!
+//! ## Compression
+//!
+//! permessage-deflate (RFC 7692) is off by default; set [`Config::deflate`]
+//! to a [`DeflateConfig`] on both sides to use it. The client offers it, the
+//! server accepts the first valid offer, and [`Connection::deflate`] tells
+//! what was agreed. Messages of at least
+//! [`DeflateConfig::min_message_size`] bytes then go out compressed (RSV1 on
+//! their first frame), unless sent with [`Connection::send_uncompressed`];
+//! control frames never are. `max_message_size` bounds the inflated size, so
+//! a compression bomb fails with 1009 after inflating at most that much.
+//! [`DeflateConfig`] states the memory a compressing connection holds.
+//!
+//! ```
+//! use wharf_core::{Config, DeflateConfig};
+//!
+//! let mut deflate = DeflateConfig::default();
+//! deflate.max_window_bits = 12; // a smaller compressor
+//! let mut config = Config::default();
+//! config.deflate = Some(deflate);
+//! ```
 
 mod close;
 mod config;
 mod connection;
+mod deflate;
 mod error;
 mod event;
 mod frame;
@@ -117,13 +139,14 @@ pub mod test_certs;
 
 pub use bytes::{Bytes, BytesMut};
 pub use close::{CloseCode, MAX_CLOSE_REASON};
-pub use config::{Config, MessageMode};
+pub use config::{Config, DeflateConfig, MessageMode};
 pub use connection::{Connection, Role};
 pub use error::{
-    ConfigError, Error, HandshakeError, ProtocolError, SendError, TimeoutKind, TlsError,
+    ConfigError, Error, ExtensionError, HandshakeError, ProtocolError, SendError, TimeoutKind,
+    TlsError,
 };
 pub use event::{CloseInfo, Event, Initiator, Open};
-pub use handshake::{Accept, ClientRequest, Reject, Request, Response};
+pub use handshake::{Accept, ClientRequest, DeflateParams, Reject, Request, Response};
 pub use message::{Chunk, Message, MessageKind, Text};
 pub use reconnect::{Backoff, Reconnect, ReconnectConfig};
 pub use rng::{OsSeededRng, Random};

@@ -1,10 +1,10 @@
 //! Client side of the opening handshake (§4.1): the upgrade request we send
 //! and the checks the server's answer must pass.
 
+use super::deflate::{self, ClientOffer, DeflateParams};
 use super::{
-    accept_key, excerpt, has_token, header_slots, http_error, is_token, list_elements, occurs,
-    own_headers, trim_ows, validate_headers, values, write_header, write_headers, Occurs,
-    HANDSHAKE_HEADERS,
+    accept_key, excerpt, has_token, header_slots, http_error, is_token, occurs, own_headers,
+    trim_ows, validate_headers, values, write_header, write_headers, Occurs, HANDSHAKE_HEADERS,
 };
 use crate::error::{ConfigError, HandshakeError};
 
@@ -180,11 +180,22 @@ pub struct Response {
     pub subprotocol: Option<String>,
     /// All headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,
+    deflate: Option<DeflateParams>,
+}
+
+impl Response {
+    /// The permessage-deflate parameters the server accepted, if it did
+    /// (RFC 7692 §7.1).
+    #[must_use]
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref()
+    }
 }
 
 /// Writes the upgrade request (§4.1): `GET` with `Host`, `Upgrade: websocket`,
 /// `Connection: Upgrade`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version: 13`,
-/// the offered subprotocols, then the caller's headers.
+/// the offered subprotocols, the permessage-deflate offer (RFC 7692 §5.1),
+/// then the caller's headers.
 ///
 /// Subprotocols must be distinct non-empty tokens
 /// ([`ConfigError::InvalidSubprotocol`]); extra headers must be well-formed
@@ -193,6 +204,7 @@ pub struct Response {
 pub(crate) fn encode_request(
     req: &ClientRequest,
     key: &str,
+    deflate: Option<&ClientOffer>,
     out: &mut Vec<u8>,
 ) -> Result<(), ConfigError> {
     for (i, proto) in req.subprotocols.iter().enumerate() {
@@ -226,6 +238,13 @@ pub(crate) fn encode_request(
             req.subprotocols.join(", ").as_bytes(),
         );
     }
+    if let Some(offer) = deflate {
+        write_header(
+            out,
+            "Sec-WebSocket-Extensions",
+            offer.header_value().as_bytes(),
+        );
+    }
     write_headers(out, &req.headers);
     out.extend_from_slice(b"\r\n");
     Ok(())
@@ -238,13 +257,16 @@ pub(crate) fn encode_request(
 /// is [`HandshakeError::Rejected`], carrying the headers (item 1). Then:
 /// `Upgrade` must be `websocket` (item 2), `Connection` must hold the token
 /// `upgrade` (item 3), both ASCII case-insensitive; `Sec-WebSocket-Accept`
-/// must be [`accept_key`]`(key)`, whitespace aside (item 4); no extension may
-/// be named since none was offered (item 5); and a `Sec-WebSocket-Protocol`,
-/// if present, must be exactly one of `offered` (item 6).
+/// must be [`accept_key`]`(key)`, whitespace aside (item 4); an extension
+/// must be the permessage-deflate of `deflate`, answered as RFC 7692 allows
+/// (item 5, see [`deflate::accept_response`]), and none may be named when
+/// `deflate` is `None`; and a `Sec-WebSocket-Protocol`, if present, must be
+/// exactly one of `offered` (item 6).
 pub(crate) fn parse_response(
     head: &[u8],
     key: &str,
     offered: &[String],
+    deflate: Option<&ClientOffer>,
     max_headers: usize,
 ) -> Result<Response, HandshakeError> {
     let mut slots = vec![httparse::EMPTY_HEADER; header_slots(head, max_headers)];
@@ -304,10 +326,16 @@ pub(crate) fn parse_response(
         }
     }
 
-    // Item 5: we offer no extension, so the server may name none.
-    if let Some(ext) = list_elements(&headers, "Sec-WebSocket-Extensions").next() {
-        return Err(HandshakeError::UnofferedExtension(excerpt(ext)));
-    }
+    // Item 5: only what we offered.
+    let deflate = match deflate {
+        Some(offer) => deflate::accept_response(&headers, offer)?,
+        None => {
+            if let Some(ext) = deflate::first_extension(&headers) {
+                return Err(HandshakeError::UnofferedExtension(excerpt(ext)));
+            }
+            None
+        }
+    };
 
     // Item 6: at most one subprotocol, one we offered (compared exactly).
     let subprotocol = match occurs(&headers, "Sec-WebSocket-Protocol") {
@@ -333,6 +361,7 @@ pub(crate) fn parse_response(
         status,
         subprotocol,
         headers,
+        deflate,
     })
 }
 
@@ -350,7 +379,7 @@ mod tests {
 
     fn encode(req: &ClientRequest) -> Result<String, ConfigError> {
         let mut out = Vec::new();
-        let r = encode_request(req, KEY, &mut out);
+        let r = encode_request(req, KEY, None, &mut out);
         if r.is_err() {
             assert!(out.is_empty(), "nothing may be written on error");
         }
@@ -371,7 +400,7 @@ mod tests {
 
     fn parse(head: &[u8], offered: &[&str]) -> Result<Response, HandshakeError> {
         let offered: Vec<String> = offered.iter().map(|s| (*s).to_owned()).collect();
-        parse_response(head, KEY, &offered, 32)
+        parse_response(head, KEY, &offered, None, 32)
     }
 
     #[test]
@@ -506,7 +535,7 @@ mod tests {
     #[test]
     fn refuses_a_broken_key() {
         let mut out = Vec::new();
-        let err = encode_request(&req("ws://h/"), "a\r\nb", &mut out);
+        let err = encode_request(&req("ws://h/"), "a\r\nb", None, &mut out);
         assert_eq!(
             err,
             Err(ConfigError::InvalidHeader("Sec-WebSocket-Key".to_owned()))
@@ -517,7 +546,7 @@ mod tests {
     #[test]
     fn appends_to_existing_output() {
         let mut out = b"already".to_vec();
-        encode_request(&req("ws://h/"), KEY, &mut out).expect("encodes");
+        encode_request(&req("ws://h/"), KEY, None, &mut out).expect("encodes");
         assert!(out.starts_with(b"alreadyGET / HTTP/1.1\r\n"));
     }
 
@@ -719,18 +748,18 @@ mod tests {
         }
         head.extend_from_slice(b"\r\n");
         assert_eq!(
-            parse_response(&head, KEY, &[], 100),
+            parse_response(&head, KEY, &[], None, 100),
             Err(HandshakeError::TooManyHeaders { max: 100 })
         );
         // The limit is exact.
         let three = response("");
-        assert!(parse_response(&three, KEY, &[], 3).is_ok());
+        assert!(parse_response(&three, KEY, &[], None, 3).is_ok());
         assert_eq!(
-            parse_response(&three, KEY, &[], 2),
+            parse_response(&three, KEY, &[], None, 2),
             Err(HandshakeError::TooManyHeaders { max: 2 })
         );
         // A huge limit does not allocate a huge array.
-        assert!(parse_response(&three, KEY, &[], usize::MAX).is_ok());
+        assert!(parse_response(&three, KEY, &[], None, usize::MAX).is_ok());
     }
 
     #[test]
@@ -738,7 +767,7 @@ mod tests {
         let valid = response(b"Sec-WebSocket-Protocol: chat\r\nX: \xfe\xff\r\n");
         let offered = vec!["chat".to_owned()];
         for n in 0..=valid.len() {
-            let _ = parse_response(&valid[..n], KEY, &offered, 8);
+            let _ = parse_response(&valid[..n], KEY, &offered, None, 8);
         }
         // A cheap deterministic generator over bytes that matter to HTTP.
         let alphabet = b"HTTP/1.1 101:\r\n,\t\xffabcUpgradewebsocket";
@@ -753,8 +782,8 @@ mod tests {
                     alphabet[state as usize % alphabet.len()]
                 })
                 .collect();
-            let _ = parse_response(&bytes, KEY, &offered, 8);
-            let _ = parse_response(&bytes, KEY, &offered, 0);
+            let _ = parse_response(&bytes, KEY, &offered, None, 8);
+            let _ = parse_response(&bytes, KEY, &offered, None, 0);
         }
     }
 }

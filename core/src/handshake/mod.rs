@@ -6,10 +6,14 @@
 //! validate the heads themselves.
 
 mod client;
+mod deflate;
 mod server;
 
 pub use client::{ClientRequest, Response};
+pub use deflate::DeflateParams;
 pub use server::{Accept, Reject, Request};
+
+pub(crate) use deflate::{negotiate as negotiate_deflate, ClientOffer};
 
 pub(crate) use client::{encode_request, parse_response};
 pub(crate) use server::{encode_accept, encode_refusal, encode_reject, parse_request};
@@ -462,17 +466,17 @@ mod round_trip {
     /// Runs encode_request → parse_request → encode_accept → parse_response.
     fn run(req: &ClientRequest, accept: &Accept) -> (Vec<u8>, Request, Vec<u8>, Response) {
         let mut wire = Vec::new();
-        encode_request(req, KEY, &mut wire).expect("request encodes");
+        encode_request(req, KEY, None, &mut wire).expect("request encodes");
         let mut scanner = HeadScanner::default();
         let len = scanner.scan(&wire, 8192).expect("fits").expect("complete");
         assert_eq!(len, wire.len());
         let server_req = parse_request(&wire, 64).expect("server accepts the request");
         let mut answer = Vec::new();
-        encode_accept(&server_req, accept, &mut answer).expect("accept encodes");
+        encode_accept(&server_req, accept, None, &mut answer).expect("accept encodes");
         let mut scanner = HeadScanner::default();
         assert_eq!(scanner.scan(&answer, 8192), Ok(Some(answer.len())));
-        let resp =
-            parse_response(&answer, KEY, req.subprotocols(), 64).expect("client accepts the 101");
+        let resp = parse_response(&answer, KEY, req.subprotocols(), None, 64)
+            .expect("client accepts the 101");
         (wire, server_req, answer, resp)
     }
 

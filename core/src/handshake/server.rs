@@ -167,7 +167,8 @@ const REJECT_HEADERS: &[&str] = &["Connection", "Content-Length", "Transfer-Enco
 /// [`HandshakeError::UnsupportedVersion`] (empty when missing), which is
 /// answered with 426 (§4.4). Offered subprotocols must be tokens (item 8) and
 /// `Origin`, if sent, must be one UTF-8 value (item 7). Offered extensions
-/// (item 9) are ignored, since none is supported, but stay in the headers.
+/// (item 9) stay in the headers; permessage-deflate is negotiated from them
+/// when the request is accepted.
 pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, HandshakeError> {
     let mut slots = vec![httparse::EMPTY_HEADER; header_slots(head, max_headers)];
     let mut parsed = httparse::Request::new(&mut slots);
@@ -310,7 +311,9 @@ fn missing_or(name: &'static str, headers: &[(String, Vec<u8>)], wrong: &str) ->
 
 /// Writes the 101 response (§4.2.2 item 5): `Upgrade: websocket`,
 /// `Connection: Upgrade`, `Sec-WebSocket-Accept` computed from the key, the
-/// chosen subprotocol, then the application's headers.
+/// chosen subprotocol, the accepted extensions (`extensions`, a
+/// `Sec-WebSocket-Extensions` value built by this crate), then the
+/// application's headers.
 ///
 /// The subprotocol must be one the client offered (§4.2.2 item 5.4: "one of
 /// the values provided by the client"), else
@@ -320,6 +323,7 @@ fn missing_or(name: &'static str, headers: &[(String, Vec<u8>)], wrong: &str) ->
 pub(crate) fn encode_accept(
     req: &Request,
     accept: &Accept,
+    extensions: Option<&str>,
     out: &mut Vec<u8>,
 ) -> Result<(), ConfigError> {
     if let Some(chosen) = &accept.subprotocol {
@@ -335,6 +339,9 @@ pub(crate) fn encode_accept(
     write_header(out, "Sec-WebSocket-Accept", accept_key(&req.key).as_bytes());
     if let Some(chosen) = &accept.subprotocol {
         write_header(out, "Sec-WebSocket-Protocol", chosen.as_bytes());
+    }
+    if let Some(extensions) = extensions {
+        write_header(out, "Sec-WebSocket-Extensions", extensions.as_bytes());
     }
     write_headers(out, &accept.headers);
     out.extend_from_slice(b"\r\n");
@@ -724,7 +731,7 @@ mod tests {
             headers: vec![("X-Server".to_owned(), "wharf".to_owned())],
         };
         let mut out = Vec::new();
-        encode_accept(&req, &accept, &mut out).expect("encodes");
+        encode_accept(&req, &accept, None, &mut out).expect("encodes");
         assert_eq!(
             String::from_utf8(out).expect("ASCII"),
             "HTTP/1.1 101 Switching Protocols\r\n\
@@ -747,7 +754,7 @@ mod tests {
                 headers: Vec::new(),
             };
             assert_eq!(
-                encode_accept(&req, &accept, &mut out),
+                encode_accept(&req, &accept, None, &mut out),
                 Err(ConfigError::InvalidSubprotocol(chosen.to_owned()))
             );
         }
@@ -768,7 +775,7 @@ mod tests {
                 headers: vec![(name.to_owned(), value.to_owned())],
             };
             assert_eq!(
-                encode_accept(&req, &accept, &mut out),
+                encode_accept(&req, &accept, None, &mut out),
                 Err(ConfigError::InvalidHeader(name.to_owned())),
                 "{name:?}"
             );
