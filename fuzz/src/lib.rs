@@ -1,0 +1,1532 @@
+//! The wharf fuzz targets' shared code: how each target reads its input and
+//! which properties it asserts. The files in `fuzz_targets/` are one-line
+//! wrappers around the `run_*` functions here, so that a crash can be replayed
+//! on stable without libFuzzer (`cargo run --example replay`).
+//!
+//! Inputs are read with [`arbitrary::Unstructured`] in a fixed, documented
+//! layout (one byte per small field, little-endian `u16`s, length-prefixed
+//! byte strings) rather than with `#[derive(Arbitrary)]`, so that the seed
+//! corpora can be written by `examples/make_seeds.rs` from readable values.
+//! Every property is a `panic!`/`assert!`: libFuzzer reports it as a crash.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbitrary::Unstructured;
+use wharf_core::bench_api::{self, RawHeader, Utf8Check, HEADER_BUF_LEN};
+use wharf_core::{
+    Accept, ClientRequest, CloseCode, Config, Connection, Error, Event, Message, MessageKind,
+    MessageMode, OsSeededRng, Random, Reject, SendError,
+};
+
+// ---------------------------------------------------------------------------
+// Input primitives
+// ---------------------------------------------------------------------------
+
+/// One byte, or `None` at the end of the input.
+pub fn take_u8(u: &mut Unstructured<'_>) -> Option<u8> {
+    u.bytes(1).ok().map(|b| b[0])
+}
+
+/// A little-endian `u16`, or `None` when fewer than 2 bytes are left.
+pub fn take_u16(u: &mut Unstructured<'_>) -> Option<u16> {
+    let b = u.bytes(2).ok()?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// Up to `n` bytes (fewer at the end of the input).
+pub fn take_bytes<'a>(u: &mut Unstructured<'a>, n: usize) -> &'a [u8] {
+    let n = n.min(u.len());
+    u.bytes(n).unwrap_or_default()
+}
+
+/// Cuts `data` into pieces. `spec` 0: one piece; otherwise pieces of
+/// 1..=`spec` bytes whose sizes come from a small PRNG seeded with `spec`
+/// (so `spec` 1 is byte by byte).
+pub fn pieces(data: &[u8], spec: u8) -> Vec<&[u8]> {
+    if spec == 0 {
+        return vec![data];
+    }
+    let mut state = u32::from(spec).wrapping_mul(0x9E37_79B9) | 1;
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let n = (state as usize % usize::from(spec)) + 1;
+        let (a, b) = rest.split_at(n.min(rest.len()));
+        out.push(a);
+        rest = b;
+    }
+    out
+}
+
+/// A deterministic generator for masks and keys.
+pub fn rng(seed: u8) -> Box<dyn Random> {
+    Box::new(OsSeededRng::from_seed([seed; 32]))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+const CRLFCRLF: &[u8] = b"\r\n\r\n";
+
+/// Drains `poll_transmit` completely.
+pub fn drain(conn: &mut Connection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while conn.poll_transmit(&mut out) > 0 {}
+    out
+}
+
+/// Drains `poll_event`.
+pub fn events(conn: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| conn.poll_event()).collect()
+}
+
+/// A plaintext client and server past the opening handshake, both having
+/// reported `Open`; the same `config` and `now` give the same pair.
+pub fn open_pair(config: Config, now: Instant) -> (Connection, Connection) {
+    let config = Arc::new(config);
+    let request = ClientRequest::new("ws://localhost/").expect("a constant, valid URL");
+    let mut client = Connection::client_with_rng(config.clone(), &request, None, now, rng(1))
+        .expect("plaintext client needs no TLS");
+    let mut server = Connection::server_with_rng(config, None, now, rng(2))
+        .expect("plaintext server needs no TLS");
+    let wire = drain(&mut client);
+    server.handle_input(now, &wire);
+    match server.poll_event() {
+        Some(Event::Request(_)) => server.accept(Accept::default()).expect("valid request"),
+        other => panic!("server did not see the request: {other:?}"),
+    }
+    assert!(matches!(server.poll_event(), Some(Event::Open(_))));
+    let wire = drain(&mut server);
+    client.handle_input(now, &wire);
+    assert!(matches!(client.poll_event(), Some(Event::Open(_))));
+    assert!(client.is_open() && server.is_open());
+    (client, server)
+}
+
+// ---------------------------------------------------------------------------
+// Checking what a connection writes
+// ---------------------------------------------------------------------------
+
+/// Decodes everything a connection writes with the rules of the opposite
+/// role and panics on the first violation:
+///
+/// - every frame decodes (`decode_raw_header` with the peer's expectations:
+///   a client's frames masked, a server's not; no RSV bit; defined opcodes;
+///   control frames unfragmented and at most 125 bytes);
+/// - data frames form messages (no continuation outside a message, no new
+///   message inside one), text messages are valid UTF-8;
+/// - a Close frame carries nothing, or a sendable code and a UTF-8 reason;
+/// - no frame follows a Close frame, and once the connection is closed it
+///   writes no Ping or Pong, only the rest of the data it had queued (see
+///   `run_connection`) and the Close frame;
+/// - a plaintext `poll_transmit` hands out whole frames.
+#[derive(Debug)]
+pub struct WireChecker {
+    /// The writer is a client: frames must be masked.
+    masked: bool,
+    buf: Vec<u8>,
+    /// The message being reassembled: text?, bytes.
+    msg: Option<(bool, Vec<u8>)>,
+    close_seen: bool,
+    /// Completed data messages not yet taken.
+    pub messages: VecDeque<Message>,
+    /// Frames seen.
+    pub frames: usize,
+}
+
+impl WireChecker {
+    /// A checker for what a `writer_is_client` connection writes.
+    pub fn new(writer_is_client: bool) -> WireChecker {
+        WireChecker {
+            masked: writer_is_client,
+            buf: Vec::new(),
+            msg: None,
+            close_seen: false,
+            messages: VecDeque::new(),
+            frames: 0,
+        }
+    }
+
+    /// A Close frame was written.
+    pub fn close_seen(&self) -> bool {
+        self.close_seen
+    }
+
+    /// A data message is partly written.
+    pub fn in_message(&self) -> bool {
+        self.msg.is_some()
+    }
+
+    /// Checks the bytes of one `poll_transmit` call; `closed`: the connection
+    /// had reported `Closed` (or was closed) before the call.
+    pub fn push(&mut self, bytes: &[u8], closed: bool) {
+        self.buf.extend_from_slice(bytes);
+        let mut pos = 0;
+        loop {
+            let rest = &self.buf[pos..];
+            let (h, n) = match bench_api::decode_raw_header(rest, self.masked, 0) {
+                Ok(Some(x)) => x,
+                Ok(None) => break,
+                Err(e) => {
+                    panic!("the connection wrote an invalid frame header: {e:?} in {rest:02x?}")
+                }
+            };
+            let len = usize::try_from(h.payload_len).expect("payload fits in memory");
+            if rest.len() < n + len {
+                break;
+            }
+            let mut payload = rest[n..n + len].to_vec();
+            if let Some(key) = h.mask {
+                naive_mask(&mut payload, key, 0);
+            }
+            pos += n + len;
+            self.frame(h, payload, closed);
+        }
+        self.buf.drain(..pos);
+        assert!(
+            self.buf.is_empty(),
+            "poll_transmit handed out part of a frame: {:02x?}",
+            self.buf
+        );
+    }
+
+    fn frame(&mut self, h: RawHeader, payload: Vec<u8>, closed: bool) {
+        self.frames += 1;
+        assert!(
+            !self.close_seen,
+            "a frame (opcode {:#x}) follows the Close frame",
+            h.opcode
+        );
+        // After `Closed` the connection only finishes: the messages the
+        // application queued before a protocol failure may still go out (the
+        // harness checks they are exactly those), then the Close frame; no
+        // Ping or Pong.
+        assert!(
+            !closed || matches!(h.opcode, 0x0 | 0x1 | 0x2 | 0x8),
+            "after Closed the connection wrote a frame with opcode {:#x}",
+            h.opcode
+        );
+        match h.opcode {
+            0x0 => {
+                let Some((_, buf)) = self.msg.as_mut() else {
+                    panic!("continuation frame outside a message");
+                };
+                buf.extend_from_slice(&payload);
+                if h.fin {
+                    self.complete();
+                }
+            }
+            0x1 | 0x2 => {
+                assert!(
+                    self.msg.is_none(),
+                    "a new data frame (opcode {:#x}) inside an unfinished message",
+                    h.opcode
+                );
+                self.msg = Some((h.opcode == 0x1, payload));
+                if h.fin {
+                    self.complete();
+                }
+            }
+            0x8 => {
+                self.close_seen = true;
+                match payload.len() {
+                    0 => {}
+                    1 => panic!("Close frame with a 1-byte body"),
+                    _ => {
+                        let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+                        assert!(code.is_sendable(), "Close frame with code {code}");
+                        assert!(
+                            std::str::from_utf8(&payload[2..]).is_ok(),
+                            "Close reason is not UTF-8"
+                        );
+                    }
+                }
+            }
+            0x9 | 0xA => assert!(payload.len() <= 125),
+            op => panic!("decode_raw_header let opcode {op:#x} through"),
+        }
+    }
+
+    fn complete(&mut self) {
+        let Some((text, buf)) = self.msg.take() else {
+            return;
+        };
+        let message = if text {
+            let s = String::from_utf8(buf)
+                .expect("the connection wrote a text message that is not UTF-8");
+            Message::text(s)
+        } else {
+            Message::binary(buf)
+        };
+        self.messages.push_back(message);
+    }
+}
+
+/// Byte-by-byte masking, the reference for §5.3.
+pub fn naive_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b ^= key[offset.wrapping_add(i) % 4];
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Building peer frames
+// ---------------------------------------------------------------------------
+
+/// Encodes a frame as raw bytes, allowing anything: reserved opcodes and RSV
+/// bits (in `b0`), either masking, non-minimal lengths (`len_code` 126 or 127
+/// forces that encoding).
+pub fn raw_frame(b0: u8, mask: Option<[u8; 4]>, payload: &[u8], len_code: u8) -> Vec<u8> {
+    let mut out = vec![b0];
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let len = payload.len();
+    if len < 126 && len_code < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len <= 0xFFFF && len_code != 127 {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let start = out.len();
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
+        out.extend_from_slice(payload);
+        naive_mask(&mut out[start + 4..], key, 0);
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// frame_decode
+// ---------------------------------------------------------------------------
+
+/// Config byte of `frame_decode`: bit 0 the decoder is the client (frames
+/// unmasked) else the server; bit 1 stream mode; bit 2 small limits.
+fn frame_decode_config(flags: u8) -> Config {
+    let mut config = Config::default();
+    if flags & 2 != 0 {
+        config.message_mode = MessageMode::Stream;
+    }
+    if flags & 4 != 0 {
+        config.max_frame_size = 1000;
+        config.max_message_size = 2000;
+        config.max_fragments = 8;
+    }
+    config
+}
+
+/// `frame_decode`. Input: flags (see [`frame_decode_config`]), a split count
+/// (0..=15), that many `u16` split points, then the frame bytes.
+///
+/// 1. Header codec: walking the frames of the input, every header that
+///    decodes decodes to "need more" on each shorter prefix, re-encodes to at
+///    most as many bytes, to the very same bytes when its length encoding was
+///    minimal, and decodes back to the same header; a header that fails fails
+///    with one error on every prefix that is long enough to decide it.
+/// 2. Incremental decoding: an open connection fed the bytes whole and a
+///    second, identical one fed them cut at the split points report the same
+///    events (stream mode: the same data, chunk boundaries aside) and write
+///    the same bytes.
+pub fn run_frame_decode(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Some(flags) = take_u8(&mut u) else { return };
+    let nsplits = take_u8(&mut u).unwrap_or(0) % 16;
+    let mut splits: Vec<usize> = (0..nsplits)
+        .filter_map(|_| take_u16(&mut u).map(usize::from))
+        .collect();
+    let bytes = take_bytes(&mut u, usize::MAX);
+    let client = flags & 1 != 0;
+    let expect_masked = !client;
+
+    check_headers(bytes, expect_masked);
+
+    let config = frame_decode_config(flags);
+    let now = Instant::now();
+    let pick = |pair: (Connection, Connection)| if client { pair.0 } else { pair.1 };
+    let mut whole = pick(open_pair(config.clone(), now));
+    let mut split = pick(open_pair(config.clone(), now));
+
+    whole.handle_input(now, bytes);
+    let whole_events = events(&mut whole);
+    let whole_out = drain(&mut whole);
+
+    for s in &mut splits {
+        *s %= bytes.len() + 1;
+    }
+    splits.sort_unstable();
+    let mut start = 0;
+    for &end in splits.iter().chain(std::iter::once(&bytes.len())) {
+        split.handle_input(now, &bytes[start..end]);
+        start = end;
+    }
+    let split_events = events(&mut split);
+    let split_out = drain(&mut split);
+
+    match config.message_mode {
+        MessageMode::Reassemble => {
+            assert_eq!(
+                whole_events, split_events,
+                "events differ with splits {splits:?}"
+            );
+        }
+        MessageMode::Stream => compare_streamed(&whole_events, &split_events),
+    }
+    assert_eq!(
+        whole_out, split_out,
+        "output differs with splits {splits:?}"
+    );
+    assert_eq!(whole.is_closed(), split.is_closed());
+}
+
+fn check_headers(bytes: &[u8], expect_masked: bool) {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        match bench_api::decode_raw_header(rest, expect_masked, 0) {
+            Ok(None) => {
+                assert!(
+                    rest.len() < HEADER_BUF_LEN,
+                    "a {}-byte header is incomplete",
+                    rest.len()
+                );
+                return;
+            }
+            Err(e) => {
+                // Fail fast, and consistently: once a prefix decides the
+                // error, every longer prefix reports the same one.
+                let mut decided = false;
+                for k in 0..=rest.len().min(HEADER_BUF_LEN) {
+                    match bench_api::decode_raw_header(&rest[..k], expect_masked, 0) {
+                        Ok(None) => assert!(!decided, "error at {k} bytes undone by more bytes"),
+                        Ok(Some(h)) => {
+                            panic!("prefix of {k} bytes decodes to {h:?}, whole fails with {e:?}")
+                        }
+                        Err(e2) => {
+                            assert_eq!(e2, e, "prefix of {k} bytes");
+                            decided = true;
+                        }
+                    }
+                }
+                assert!(decided);
+                return;
+            }
+            Ok(Some((h, n))) => {
+                for k in 0..n {
+                    assert_eq!(
+                        bench_api::decode_raw_header(&rest[..k], expect_masked, 0),
+                        Ok(None),
+                        "prefix of {k} bytes of a {n}-byte header"
+                    );
+                }
+                assert_eq!(h.mask.is_some(), expect_masked);
+                let mut out = [0u8; HEADER_BUF_LEN];
+                let m = bench_api::encode_raw_header(&h, &mut out)
+                    .expect("a decoded opcode is a defined one");
+                assert!(m <= n, "re-encoding grew the header: {m} > {n}");
+                if m == n {
+                    assert_eq!(
+                        &out[..m],
+                        &rest[..n],
+                        "minimal header re-encodes differently"
+                    );
+                }
+                assert_eq!(
+                    bench_api::decode_raw_header(&out[..m], expect_masked, 0),
+                    Ok(Some((h, m))),
+                    "re-encoded header decodes differently"
+                );
+                let Some(next) = usize::try_from(h.payload_len)
+                    .ok()
+                    .and_then(|l| l.checked_add(n))
+                else {
+                    return;
+                };
+                pos = pos.saturating_add(next);
+            }
+        }
+    }
+}
+
+/// Consecutive chunks merged: (text?, data, first, last).
+#[derive(Debug, PartialEq)]
+enum Norm {
+    Chunks(MessageKind, Vec<u8>, bool, bool),
+    Other(Event),
+}
+
+fn normalize(events: &[Event]) -> Vec<Norm> {
+    let mut out: Vec<Norm> = Vec::new();
+    for e in events {
+        if let Event::Chunk(c) = e {
+            if let Some(Norm::Chunks(kind, data, _, last)) = out.last_mut() {
+                if !*last && !c.first {
+                    assert_eq!(*kind, c.kind, "chunk kind changed inside a message");
+                    data.extend_from_slice(&c.data);
+                    *last = c.last;
+                    continue;
+                }
+            }
+            out.push(Norm::Chunks(c.kind, c.data.to_vec(), c.first, c.last));
+        } else {
+            out.push(Norm::Other(e.clone()));
+        }
+    }
+    out
+}
+
+/// Stream mode: the same data, except that when the connection fails the
+/// split run may have reported more of the failing message (the whole run
+/// saw the bad byte before reporting any of it).
+fn compare_streamed(whole: &[Event], split: &[Event]) {
+    let w = normalize(whole);
+    let s = normalize(split);
+    if w == s {
+        return;
+    }
+    let failed = matches!(whole.last(), Some(Event::Closed(info)) if info.error.is_some());
+    assert!(
+        failed,
+        "streamed events differ:\n whole {w:?}\n split {s:?}"
+    );
+    assert_eq!(w.last(), s.last(), "different endings");
+    // Drop an unfinished chunk run right before the final Closed in each.
+    let strip = |mut v: Vec<Norm>| -> (Vec<Norm>, Vec<u8>) {
+        let last = v.pop();
+        let data = match v.last() {
+            Some(Norm::Chunks(_, _, _, false)) => match v.pop() {
+                Some(Norm::Chunks(_, d, _, _)) => d,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        v.extend(last);
+        (v, data)
+    };
+    let (w, wd) = strip(w);
+    let (s, sd) = strip(s);
+    assert_eq!(w, s, "streamed events differ before the failure");
+    assert!(
+        sd.starts_with(&wd),
+        "the whole run reported data the split run did not"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Handshakes
+// ---------------------------------------------------------------------------
+
+/// Header limits from a flags byte: bits 2-3 `max_header_bytes`, bits 4-5
+/// `max_headers`.
+fn handshake_config(flags: u8) -> Config {
+    let mut config = Config::default();
+    config.max_header_bytes = [64, 256, 1024, 16 * 1024][usize::from(flags >> 2 & 3)];
+    config.max_headers = [2, 8, 64, 100][usize::from(flags >> 4 & 3)];
+    config
+}
+
+/// Checks an HTTP error response that a server wrote: complete head,
+/// status 4xx/5xx, and a body of exactly `Content-Length` bytes.
+fn check_http_error(out: &[u8]) {
+    let Some(end) = find(out, CRLFCRLF) else {
+        panic!(
+            "incomplete HTTP error response: {:?}",
+            String::from_utf8_lossy(out)
+        );
+    };
+    let head = std::str::from_utf8(&out[..end]).expect("the server's head is ASCII");
+    let status: u16 = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    assert!(
+        (400..=599).contains(&status),
+        "refusal with status {status}"
+    );
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.parse().ok())
+        .expect("an error response has a Content-Length");
+    assert_eq!(
+        out.len() - end - 4,
+        length,
+        "body length differs from Content-Length"
+    );
+}
+
+/// `handshake_request`: arbitrary bytes to a plaintext server.
+///
+/// Input: flags (bits 0-1 the decision: accept, reject, accept after all
+/// input, never decide; bits 2-5 header limits; bit 6 accept the first
+/// offered subprotocol), a piece-size byte (see [`pieces`]), then the bytes.
+///
+/// - no panic; `Closed` comes once, last, and before a decision it carries a
+///   typed [`Error::Handshake`];
+/// - a refused request is answered with a complete 4xx/5xx response and
+///   nothing else; an accepted one with `101` and the right
+///   `Sec-WebSocket-Accept`, then only valid server frames;
+/// - memory: as long as the server neither reported the request nor closed,
+///   it has seen at most `max_header_bytes` bytes and no `\r\n\r\n`; waiting
+///   for the decision it holds at most `max_header_bytes` bytes after the
+///   head; the request has at most `max_headers` headers;
+/// - the handshake timeout closes an undecided connection.
+pub fn run_handshake_request(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Some(flags) = take_u8(&mut u) else { return };
+    let spec = take_u8(&mut u).unwrap_or(0);
+    let input = take_bytes(&mut u, usize::MAX);
+    let config = handshake_config(flags);
+    let max = config.max_header_bytes;
+    let max_headers = config.max_headers;
+    let decision = flags & 3;
+    let now = Instant::now();
+    let mut server = Connection::server_with_rng(Arc::new(config), None, now, rng(2))
+        .expect("plaintext server needs no TLS");
+
+    let mut fed = 0usize;
+    let mut head_len: Option<usize> = None; // set once the request was reported
+    let mut decided = false;
+    let mut accepted = false;
+    let mut closed = false;
+    let mut refusal: Vec<u8> = Vec::new();
+    let mut wire = WireChecker::new(false);
+    let mut head_done = false;
+    let mut out_acc: Vec<u8> = Vec::new();
+
+    let decide = |server: &mut Connection, accepted: &mut bool, req: &wharf_core::Request| {
+        if decision == 1 {
+            let reject = Reject {
+                status: 403,
+                headers: Vec::new(),
+                body: b"no".to_vec(),
+            };
+            server.reject(reject).expect("a valid rejection");
+        } else {
+            let mut accept = Accept::default();
+            if flags & 0x40 != 0 {
+                accept.subprotocol = req.subprotocols().first().cloned();
+            }
+            server
+                .accept(accept)
+                .expect("accepting an offered subprotocol");
+            *accepted = true;
+        }
+    };
+
+    let all = input;
+    let mut parts = pieces(input, spec);
+    parts.push(&[]); // a final round to act on a delayed decision
+    let mut pending_req: Option<wharf_core::Request> = None;
+    for (i, piece) in parts.iter().enumerate() {
+        let last_round = i + 1 == parts.len();
+        let was_closed = server.is_closed();
+        if last_round {
+            if let (Some(req), 2) = (pending_req.take(), decision) {
+                if !closed {
+                    decide(&mut server, &mut accepted, &req);
+                    decided = true;
+                }
+            }
+        } else {
+            fed += piece.len();
+            server.handle_input(now, piece);
+        }
+        let out = drain(&mut server);
+        if accepted {
+            out_acc.extend_from_slice(&out);
+            if !head_done {
+                if let Some(end) = find(&out_acc, CRLFCRLF) {
+                    let head = String::from_utf8_lossy(&out_acc[..end]).into_owned();
+                    assert!(
+                        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+                        "accepted with {head:?}"
+                    );
+                    head_done = true;
+                    let rest = out_acc[end + 4..].to_vec();
+                    wire.push(&rest, was_closed);
+                }
+            } else {
+                wire.push(&out, was_closed);
+            }
+        } else {
+            refusal.extend_from_slice(&out);
+        }
+        for event in events(&mut server) {
+            assert!(!closed, "event after Closed: {event:?}");
+            match event {
+                Event::Request(req) => {
+                    assert!(head_len.is_none(), "second Request");
+                    let end = find(&all[..fed], CRLFCRLF)
+                        .expect("a request was reported without a complete head")
+                        + 4;
+                    assert!(
+                        end <= max,
+                        "a head of {end} bytes passed a {max}-byte limit"
+                    );
+                    head_len = Some(end);
+                    assert!(req.headers().len() <= max_headers);
+                    assert!(!req.key().is_empty());
+                    match decision {
+                        0 | 1 => {
+                            decide(&mut server, &mut accepted, &req);
+                            decided = true;
+                            // The decision's own output and events: next round.
+                        }
+                        2 => pending_req = Some(*req),
+                        _ => {}
+                    }
+                }
+                Event::Open(_) => assert!(accepted, "Open without accept"),
+                Event::Closed(info) => {
+                    closed = true;
+                    if !accepted {
+                        assert!(
+                            matches!(info.error, Some(Error::Handshake(_))),
+                            "handshake ended without a typed handshake error: {info:?}"
+                        );
+                    }
+                }
+                _ => assert!(accepted, "frame event before the handshake: {event:?}"),
+            }
+        }
+        // Events raised by accept/reject inside the loop above.
+        for event in events(&mut server) {
+            assert!(!closed, "event after Closed: {event:?}");
+            match event {
+                Event::Open(_) => assert!(accepted),
+                Event::Closed(info) => {
+                    closed = true;
+                    if !accepted {
+                        assert!(matches!(info.error, Some(Error::Handshake(_))), "{info:?}");
+                    }
+                }
+                Event::Request(_) => panic!("second Request"),
+                _ => assert!(accepted),
+            }
+        }
+        assert_eq!(server.is_closed(), closed);
+        // Memory bounds, derived from behaviour.
+        if !closed {
+            match head_len {
+                None => {
+                    assert!(fed <= max, "{fed} bytes held without a head (limit {max})");
+                    assert!(
+                        find(&all[..fed], CRLFCRLF).is_none(),
+                        "a complete head went unreported"
+                    );
+                }
+                Some(h) if !decided => {
+                    assert!(
+                        fed - h <= max,
+                        "{} bytes held after the head (limit {max})",
+                        fed - h
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    // A late decision's output.
+    let out = drain(&mut server);
+    if accepted {
+        wire.push(&out, true);
+    } else {
+        refusal.extend_from_slice(&out);
+    }
+    if !accepted && !refusal.is_empty() {
+        check_http_error(&refusal);
+    }
+    if !accepted {
+        assert!(!wire.close_seen());
+    }
+    // Timeouts bound an undecided handshake.
+    server.handle_timeout(now + Duration::from_secs(11));
+    let evs = events(&mut server);
+    if closed {
+        assert!(evs.is_empty(), "events after Closed: {evs:?}");
+    } else if !accepted {
+        assert!(
+            server.is_closed(),
+            "the handshake timeout did not close the connection"
+        );
+    }
+    let out = drain(&mut server);
+    if !accepted {
+        assert!(
+            out.is_empty() || !closed,
+            "output after a refusal: {out:02x?}"
+        );
+    }
+}
+
+/// `handshake_response`: arbitrary bytes to a plaintext client after its
+/// request. In the input, `{ACCEPT}` is replaced with the right
+/// `Sec-WebSocket-Accept` value so that the fuzzer gets past the key check.
+///
+/// Input: flags (bits 2-5 header limits; bit 6 offer subprotocols `chat` and
+/// `superchat`), a piece-size byte, then the bytes.
+///
+/// - no panic; `Closed` once and last; before `Open` it carries a typed
+///   [`Error::Handshake`] (a non-101 answer is `Rejected`);
+/// - `Open` only after a complete head, with status 101 and an offered (or
+///   no) subprotocol;
+/// - memory: while neither open nor closed the client has seen at most
+///   `max_header_bytes` bytes and no `\r\n\r\n`;
+/// - the client writes nothing after its request until open, then only
+///   valid masked frames, and after `Closed` at most a Close frame.
+pub fn run_handshake_response(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Some(flags) = take_u8(&mut u) else { return };
+    let spec = take_u8(&mut u).unwrap_or(0);
+    let raw = take_bytes(&mut u, usize::MAX);
+    let config = handshake_config(flags);
+    let max = config.max_header_bytes;
+    let now = Instant::now();
+    let mut request = ClientRequest::new("ws://localhost/chat").expect("a constant, valid URL");
+    let offered = flags & 0x40 != 0;
+    if offered {
+        request = request.subprotocol("chat").subprotocol("superchat");
+    }
+    let mut client = Connection::client_with_rng(Arc::new(config), &request, None, now, rng(1))
+        .expect("plaintext client needs no TLS");
+    let head = drain(&mut client);
+    let head_str = std::str::from_utf8(&head).expect("the request is ASCII");
+    let key = head_str
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("the request carries a key");
+    let accept = bench_api::accept_key(key);
+    let input = replace(raw, b"{ACCEPT}", accept.as_bytes());
+
+    let mut fed = 0usize;
+    let mut open = false;
+    let mut closed = false;
+    let mut wire = WireChecker::new(true);
+    for piece in pieces(&input, spec) {
+        let was_closed = client.is_closed();
+        fed += piece.len();
+        client.handle_input(now, piece);
+        let out = drain(&mut client);
+        if !open && !client.is_open() && !client.is_closed() {
+            assert!(out.is_empty(), "client wrote before open: {out:02x?}");
+        }
+        wire.push(&out, was_closed);
+        for event in events(&mut client) {
+            assert!(!closed, "event after Closed: {event:?}");
+            match event {
+                Event::Open(o) => {
+                    assert!(!open, "second Open");
+                    open = true;
+                    let end = find(&input[..fed], CRLFCRLF).expect("Open without a complete head");
+                    assert!(
+                        end + 4 <= max,
+                        "a head of {} bytes passed a {max}-byte limit",
+                        end + 4
+                    );
+                    let response = o.response.expect("the client's Open carries the response");
+                    assert_eq!(response.status, 101);
+                    if let Some(p) = &o.subprotocol {
+                        assert!(
+                            offered && (p == "chat" || p == "superchat"),
+                            "unoffered {p:?}"
+                        );
+                    }
+                }
+                Event::Closed(info) => {
+                    closed = true;
+                    if !open {
+                        assert!(
+                            matches!(info.error, Some(Error::Handshake(_))),
+                            "handshake ended without a typed handshake error: {info:?}"
+                        );
+                    }
+                }
+                Event::Request(_) => panic!("a client reported a Request"),
+                other => assert!(open, "frame event before Open: {other:?}"),
+            }
+        }
+        assert_eq!(client.is_closed(), closed);
+        if !open && !closed {
+            assert!(fed <= max, "{fed} bytes held without a head (limit {max})");
+            assert!(
+                find(&input[..fed], CRLFCRLF).is_none(),
+                "a complete head went unreported"
+            );
+        }
+    }
+    // A client that is open can still close properly.
+    if open && !closed {
+        client
+            .close(CloseCode::NORMAL, "bye")
+            .expect("a valid close");
+        let out = drain(&mut client);
+        wire.push(&out, false);
+        assert!(wire.close_seen(), "close() wrote no Close frame");
+    }
+    client.handle_timeout(now + Duration::from_secs(11));
+    let evs = events(&mut client);
+    if closed {
+        assert!(evs.is_empty(), "events after Closed: {evs:?}");
+    } else if !open {
+        assert!(
+            client.is_closed(),
+            "the handshake timeout did not close the connection"
+        );
+    }
+    let was_closed = client.is_closed();
+    let out = drain(&mut client);
+    wire.push(&out, was_closed);
+}
+
+/// `haystack` with every `needle` replaced.
+pub fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(i) = find(rest, needle) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(with);
+        rest = &rest[i + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Connections
+// ---------------------------------------------------------------------------
+
+/// One step of the `connection_*` targets. The byte layout (tag byte
+/// `% 9`, then the fields in order; `u16` little-endian; byte strings with a
+/// length byte) is [`Op::parse`] / [`Op::encode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// A frame from the peer, delivered in pieces (`chunk`, see [`pieces`]).
+    /// `b0`: FIN, RSV and opcode as sent. `flags`: bit 0 wrong masking for
+    /// the role; bit 1 16-bit length, bit 2 64-bit length (non-minimal);
+    /// bit 3 pad with 0x80 bytes instead of `a`; bit 4 deliver only the
+    /// first half. The payload is `payload` then `extra` padding bytes.
+    Frame {
+        b0: u8,
+        flags: u8,
+        key: [u8; 4],
+        payload: Vec<u8>,
+        extra: u16,
+        chunk: u8,
+    },
+    /// Raw bytes from the peer, in pieces.
+    Raw { bytes: Vec<u8>, chunk: u8 },
+    /// `send` a message: `kind` % 3 = ASCII text, multi-byte text, binary;
+    /// `len` bytes, times 8 when `scale` is odd.
+    Send { kind: u8, len: u16, scale: u8 },
+    /// `ping` with `len` bytes (over 125 must be refused).
+    Ping { len: u8 },
+    /// `close` with `code` and a reason of `reason` bytes.
+    Close { code: u16, reason: u8 },
+    /// Advance the clock by `ms` milliseconds and run the timers.
+    Advance { ms: u16 },
+    /// The transport ended.
+    Eof,
+    /// Drain `poll_transmit` completely (matters in lazy mode).
+    Drain,
+    /// `take_unsent`.
+    TakeUnsent,
+}
+
+impl Op {
+    /// Reads one op; `None` at the end of the input.
+    pub fn parse(u: &mut Unstructured<'_>) -> Option<Op> {
+        let tag = take_u8(u)? % 9;
+        Some(match tag {
+            0 => {
+                let b0 = take_u8(u)?;
+                let flags = take_u8(u)?;
+                let k = take_bytes(u, 4);
+                let mut key = [0u8; 4];
+                key[..k.len()].copy_from_slice(k);
+                let n = take_u8(u).unwrap_or(0);
+                let payload = take_bytes(u, usize::from(n)).to_vec();
+                let extra = take_u16(u).unwrap_or(0);
+                let chunk = take_u8(u).unwrap_or(0);
+                Op::Frame {
+                    b0,
+                    flags,
+                    key,
+                    payload,
+                    extra,
+                    chunk,
+                }
+            }
+            1 => {
+                let n = take_u8(u)?;
+                let bytes = take_bytes(u, usize::from(n)).to_vec();
+                let chunk = take_u8(u).unwrap_or(0);
+                Op::Raw { bytes, chunk }
+            }
+            2 => Op::Send {
+                kind: take_u8(u)?,
+                len: take_u16(u)?,
+                scale: take_u8(u).unwrap_or(0),
+            },
+            3 => Op::Ping { len: take_u8(u)? },
+            4 => Op::Close {
+                code: take_u16(u)?,
+                reason: take_u8(u).unwrap_or(0),
+            },
+            5 => Op::Advance { ms: take_u16(u)? },
+            6 => Op::Eof,
+            7 => Op::Drain,
+            _ => Op::TakeUnsent,
+        })
+    }
+
+    /// The bytes [`parse`](Self::parse) reads back as this op (payloads
+    /// longer than 255 bytes are cut).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Op::Frame {
+                b0,
+                flags,
+                key,
+                payload,
+                extra,
+                chunk,
+            } => {
+                out.extend_from_slice(&[0, *b0, *flags]);
+                out.extend_from_slice(key);
+                let n = payload.len().min(255);
+                out.push(n as u8);
+                out.extend_from_slice(&payload[..n]);
+                out.extend_from_slice(&extra.to_le_bytes());
+                out.push(*chunk);
+            }
+            Op::Raw { bytes, chunk } => {
+                let n = bytes.len().min(255);
+                out.extend_from_slice(&[1, n as u8]);
+                out.extend_from_slice(&bytes[..n]);
+                out.push(*chunk);
+            }
+            Op::Send { kind, len, scale } => {
+                out.extend_from_slice(&[2, *kind]);
+                out.extend_from_slice(&len.to_le_bytes());
+                out.push(*scale);
+            }
+            Op::Ping { len } => out.extend_from_slice(&[3, *len]),
+            Op::Close { code, reason } => {
+                out.push(4);
+                out.extend_from_slice(&code.to_le_bytes());
+                out.push(*reason);
+            }
+            Op::Advance { ms } => {
+                out.push(5);
+                out.extend_from_slice(&ms.to_le_bytes());
+            }
+            Op::Eof => out.push(6),
+            Op::Drain => out.push(7),
+            Op::TakeUnsent => out.push(8),
+        }
+    }
+}
+
+/// Two config bytes of the `connection_*` targets. `a`: bit 0 stream mode;
+/// bit 1 keepalive (ping every 1 s, pong deadline 2 s); bit 2 lazy transmit
+/// (one `poll_transmit` call per step instead of draining); bits 3-4 the
+/// incoming limits; bits 5-6 the send queue. `b`: the outgoing frame size.
+pub fn connection_config(a: u8, b: u8) -> (Config, bool) {
+    let mut c = Config::default();
+    if a & 1 != 0 {
+        c.message_mode = MessageMode::Stream;
+    }
+    if a & 2 != 0 {
+        c.ping_interval = Some(Duration::from_secs(1));
+        c.pong_timeout = Duration::from_secs(2);
+    }
+    let lazy = a & 4 != 0;
+    let i = usize::from(a >> 3 & 3);
+    c.max_frame_size = [16 << 20, 1024, 125, 65536][i];
+    c.max_message_size = [64 << 20, 4096, 200, 100_000][i];
+    c.max_fragments = [100_000, 4, 2, 16][i];
+    c.max_send_queue = [16 << 20, 1000, 100, 300_000][usize::from(a >> 5 & 3)];
+    c.max_outgoing_frame = [64 * 1024, 1, 7, 100, 1000, 4096][usize::from(b % 6)];
+    (c, lazy)
+}
+
+/// The message a `Send` op sends.
+pub fn make_message(kind: u8, len: u16, scale: u8) -> Message {
+    let len = usize::from(len) * if scale & 1 != 0 { 8 } else { 1 };
+    match kind % 3 {
+        0 => Message::text("a".repeat(len)),
+        1 => {
+            let mut s = String::with_capacity(len + 4);
+            for c in ['é', '€', '😀', 'x'].iter().cycle() {
+                if s.len() >= len {
+                    break;
+                }
+                s.push(*c);
+            }
+            Message::text(s)
+        }
+        _ => Message::binary((0..len).map(|i| i as u8).collect::<Vec<u8>>()),
+    }
+}
+
+/// Everything the `connection_*` targets track about the connection under test.
+struct Harness {
+    conn: Connection,
+    config: Config,
+    lazy: bool,
+    now: Instant,
+    wire: WireChecker,
+    /// Messages `send` accepted and not yet seen complete on the wire.
+    expected: VecDeque<Message>,
+    closed: bool,
+    /// Stream mode: inside a message (a chunk without `last` was reported).
+    in_chunked: Option<(MessageKind, usize)>,
+    /// `handle_input` calls left before pieces are merged (keeps a run fast).
+    input_calls: usize,
+    /// Message bytes `send` may still be offered in this run.
+    send_bytes: usize,
+}
+
+/// Per run: at most this many `handle_input` calls cut pieces; the rest of
+/// the input goes in whole.
+const INPUT_CALLS: usize = 4096;
+/// Per run: at most this many bytes of messages are offered to `send`.
+const SEND_BYTES: usize = 2 << 20;
+
+impl Harness {
+    /// The run loop after every call: transmit, events, timeout.
+    fn after_call(&mut self) {
+        let was_closed = self.conn.is_closed();
+        let mut out = Vec::new();
+        if self.lazy {
+            let _ = self.conn.poll_transmit(&mut out);
+        } else {
+            while self.conn.poll_transmit(&mut out) > 0 {}
+        }
+        self.check_output(&out, was_closed);
+        self.check_events();
+        if let Some(t) = self.conn.poll_timeout() {
+            assert!(!self.closed || self.conn.is_closed());
+            let _ = t;
+        }
+    }
+
+    fn check_output(&mut self, out: &[u8], was_closed: bool) {
+        if std::env::var_os("WHARF_FUZZ_TRACE").is_some() && !out.is_empty() {
+            let head = &out[..out.len().min(16)];
+            eprintln!(
+                "  wrote {} bytes (closed {was_closed}): {head:02x?}",
+                out.len()
+            );
+        }
+        self.wire.push(out, was_closed);
+        while let Some(m) = self.wire.messages.pop_front() {
+            let want = self
+                .expected
+                .pop_front()
+                .unwrap_or_else(|| panic!("the connection wrote a message nobody sent: {m:?}"));
+            assert!(want == m, "wrote {m:?}, sent {want:?}");
+        }
+    }
+
+    fn check_events(&mut self) {
+        let max_msg = self.config.max_message_size;
+        for event in events(&mut self.conn) {
+            assert!(!self.closed, "event after Closed: {event:?}");
+            match event {
+                Event::Message(m) => {
+                    assert!(m.len() <= max_msg, "message of {} > {max_msg}", m.len());
+                    if let Message::Text(t) = &m {
+                        assert!(std::str::from_utf8(t.as_bytes()).is_ok(), "non-UTF-8 text");
+                    }
+                }
+                Event::Chunk(c) => {
+                    assert_eq!(self.config.message_mode, MessageMode::Stream);
+                    if c.kind == MessageKind::Text {
+                        assert!(
+                            std::str::from_utf8(&c.data).is_ok(),
+                            "a text chunk is not UTF-8 on its own: {:02x?}",
+                            &c.data[..]
+                        );
+                    }
+                    let total = match self.in_chunked.take() {
+                        None => {
+                            assert!(c.first, "chunk without `first` starts a message");
+                            c.data.len()
+                        }
+                        Some((kind, size)) => {
+                            assert!(!c.first, "`first` inside a message");
+                            assert_eq!(kind, c.kind);
+                            size + c.data.len()
+                        }
+                    };
+                    assert!(total <= max_msg, "streamed message of {total} > {max_msg}");
+                    if !c.last {
+                        self.in_chunked = Some((c.kind, total));
+                    }
+                }
+                Event::Ping(p) | Event::Pong(p) => assert!(p.len() <= 125),
+                Event::CloseReceived { .. } => {}
+                Event::Closed(info) => {
+                    self.closed = true;
+                    if info.error.is_none() && info.clean {
+                        assert!(self.conn.error().is_none());
+                    }
+                }
+                other => panic!("unexpected event on an open connection: {other:?}"),
+            }
+        }
+        assert_eq!(
+            self.conn.is_closed(),
+            self.closed,
+            "is_closed() and Closed disagree"
+        );
+        if self.closed {
+            assert!(!self.conn.is_open());
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8], chunk: u8) {
+        let mut rest = bytes;
+        for piece in pieces(bytes, chunk) {
+            if self.input_calls == 0 {
+                break;
+            }
+            self.input_calls -= 1;
+            self.conn.handle_input(self.now, piece);
+            self.after_call();
+            rest = &rest[piece.len()..];
+        }
+        if !rest.is_empty() {
+            self.conn.handle_input(self.now, rest);
+            self.after_call();
+        }
+    }
+
+    fn step(&mut self, op: Op, peer_masks: bool) {
+        match op {
+            Op::Frame {
+                b0,
+                flags,
+                key,
+                mut payload,
+                extra,
+                chunk,
+            } => {
+                let pad = if flags & 8 != 0 { 0x80 } else { b'a' };
+                payload.resize(payload.len() + usize::from(extra), pad);
+                let masked = peer_masks ^ (flags & 1 != 0);
+                let len_code = match flags >> 1 & 3 {
+                    1 => 126,
+                    2 | 3 => 127,
+                    _ => 0,
+                };
+                let mut bytes = raw_frame(b0, masked.then_some(key), &payload, len_code);
+                if flags & 16 != 0 {
+                    bytes.truncate(bytes.len() / 2);
+                }
+                self.feed(&bytes, chunk);
+            }
+            Op::Raw { bytes, chunk } => self.feed(&bytes, chunk),
+            Op::Send { kind, len, scale } => {
+                // Tiny outgoing frames cost a frame per byte: keep those
+                // messages small (still enough to fill a transmit batch).
+                let scale = if self.config.max_outgoing_frame < 100 {
+                    0
+                } else {
+                    scale
+                };
+                let message = make_message(kind, len, scale);
+                if message.len() > self.send_bytes {
+                    return;
+                }
+                self.send_bytes -= message.len();
+                match self.conn.send(message.clone()) {
+                    Ok(()) => {
+                        assert!(!self.closed, "send accepted after Closed");
+                        self.expected.push_back(message);
+                    }
+                    Err(SendError::Full(m)) => {
+                        assert!(m == message, "Full handed back another message");
+                        assert!(!self.closed, "Full rather than NotOpen after Closed");
+                    }
+                    Err(SendError::NotOpen(m)) => assert!(m == message),
+                    Err(e) => panic!("unknown send error {e:?}"),
+                }
+                self.after_call();
+            }
+            Op::Ping { len } => {
+                let r = self.conn.ping(&vec![b'p'; usize::from(len)]);
+                if len > 125 || self.closed {
+                    assert!(
+                        r.is_err(),
+                        "ping accepted (len {len}, closed {})",
+                        self.closed
+                    );
+                }
+                self.after_call();
+            }
+            Op::Close { code, reason } => {
+                let code = CloseCode(code);
+                let r = self.conn.close(code, &"r".repeat(usize::from(reason)));
+                if !code.is_sendable() || usize::from(reason) > wharf_core::MAX_CLOSE_REASON {
+                    assert!(r.is_err(), "close({code}, {reason} bytes) accepted");
+                }
+                self.after_call();
+            }
+            Op::Advance { ms } => {
+                self.now += Duration::from_millis(u64::from(ms));
+                self.conn.handle_timeout(self.now);
+                self.after_call();
+            }
+            Op::Eof => {
+                self.conn.handle_eof(self.now);
+                self.after_call();
+            }
+            Op::Drain => {
+                let was_closed = self.conn.is_closed();
+                let out = drain(&mut self.conn);
+                self.check_output(&out, was_closed);
+                self.check_events();
+            }
+            Op::TakeUnsent => {
+                // A message partly on the wire stays queued (and is finished)
+                // while the connection can still send data.
+                let keep = self.wire.in_message() && self.conn.is_open() && !self.wire.close_seen();
+                let taken = self.conn.take_unsent();
+                assert_eq!(
+                    self.conn.queued_bytes() == 0,
+                    !keep,
+                    "queued bytes after take_unsent"
+                );
+                // Whatever else was accepted and not yet written whole comes
+                // back, in order.
+                let skip = usize::from(keep).min(self.expected.len());
+                let expected: Vec<Message> = self.expected.drain(skip..).collect();
+                assert!(
+                    taken == expected,
+                    "take_unsent gave {} messages, {} were unsent",
+                    taken.len(),
+                    expected.len()
+                );
+                self.after_call();
+            }
+        }
+    }
+}
+
+/// `connection_server` / `connection_client`: a plaintext connection past
+/// the handshake fed peer frames (well-formed or not) in arbitrary pieces and
+/// raw bytes, interleaved with `send`, `ping`, `close`, time passing, EOF and
+/// `take_unsent`; the run loop (transmit, events, timeout) after every call.
+///
+/// Input: two config bytes ([`connection_config`]), then [`Op`]s.
+///
+/// - everything written decodes as valid frames of this role
+///   ([`WireChecker`]), and the data messages on the wire are exactly the
+///   messages `send` accepted, in order, whole;
+/// - `send` hands a refused message back unchanged; `take_unsent` returns
+///   exactly the accepted messages not yet written;
+/// - events: `Closed` once and last; incoming messages within the limits,
+///   text valid UTF-8, stream chunks of text each valid UTF-8, `first`/`last`
+///   consistent;
+/// - after `Closed` the connection only finishes: no event; nothing
+///   written but the rest of the messages `send` accepted before (a protocol
+///   failure still flushes them) and at most one Close frame, never a Ping or
+///   Pong; `send` returns `NotOpen`, `ping` fails;
+/// - finally, the connection ends: after EOF and the timers it is closed.
+pub fn run_connection(data: &[u8], server: bool) {
+    let mut u = Unstructured::new(data);
+    let Some(a) = take_u8(&mut u) else { return };
+    let b = take_u8(&mut u).unwrap_or(0);
+    let (config, lazy) = connection_config(a, b);
+    let now = Instant::now();
+    let (client, srv) = open_pair(config.clone(), now);
+    let conn = if server { srv } else { client };
+    let mut h = Harness {
+        conn,
+        config,
+        lazy,
+        now,
+        wire: WireChecker::new(!server),
+        expected: VecDeque::new(),
+        closed: false,
+        in_chunked: None,
+        input_calls: INPUT_CALLS,
+        send_bytes: SEND_BYTES,
+    };
+    // A server's peer masks its frames.
+    let peer_masks = server;
+    let mut steps = 0;
+    let trace = std::env::var_os("WHARF_FUZZ_TRACE").is_some();
+    if trace {
+        eprintln!("config {:?}, lazy {lazy}", h.config);
+    }
+    while let Some(op) = Op::parse(&mut u) {
+        if trace {
+            eprintln!("op {op:?}");
+        }
+        h.step(op, peer_masks);
+        steps += 1;
+        if steps > 2000 {
+            break;
+        }
+    }
+    // The end: drain, EOF, every timer; the connection must be closed.
+    h.step(Op::Drain, peer_masks);
+    h.step(Op::Eof, peer_masks);
+    for _ in 0..4 {
+        h.step(Op::Advance { ms: 60_000 }, peer_masks);
+    }
+    h.step(Op::Drain, peer_masks);
+    assert!(h.closed, "not closed after EOF");
+    assert!(
+        h.conn.is_finished(),
+        "not finished after EOF and all timers"
+    );
+    let message = Message::text("late");
+    match h.conn.send(message.clone()) {
+        Err(SendError::NotOpen(m)) => assert!(m == message),
+        other => panic!("send after Closed gave {other:?}"),
+    }
+    assert!(h.conn.ping(b"x").is_err());
+}
+
+// ---------------------------------------------------------------------------
+// utf8 and mask
+// ---------------------------------------------------------------------------
+
+/// What an incremental validator must say after `prefix`: `Some(pending)`
+/// while it can still become valid UTF-8, `None` once it cannot.
+fn utf8_oracle(prefix: &[u8]) -> Option<usize> {
+    match std::str::from_utf8(prefix) {
+        Ok(_) => Some(0),
+        Err(e) if e.error_len().is_none() => Some(prefix.len() - e.valid_up_to()),
+        Err(_) => None,
+    }
+}
+
+/// `utf8`: the incremental validator agrees with `std::str::from_utf8` for
+/// any split. Input: a cut count (0..=15), that many `u16` cut points, then
+/// the bytes. After each piece `feed` succeeds exactly when the prefix can
+/// still become valid UTF-8, with `pending` the length of its incomplete
+/// tail; `finish` succeeds exactly when the whole is valid; after `finish`
+/// the validator starts afresh.
+pub fn run_utf8(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let n = take_u8(&mut u).unwrap_or(0) % 16;
+    let mut cuts: Vec<usize> = (0..n)
+        .filter_map(|_| take_u16(&mut u).map(usize::from))
+        .collect();
+    let input = take_bytes(&mut u, usize::MAX);
+    for c in &mut cuts {
+        *c %= input.len() + 1;
+    }
+    cuts.sort_unstable();
+    let mut v = Utf8Check::new();
+    let mut start = 0;
+    let mut failed = false;
+    for &end in cuts.iter().chain(std::iter::once(&input.len())) {
+        let ok = v.feed(&input[start..end]);
+        match utf8_oracle(&input[..end]) {
+            Some(p) => {
+                assert!(
+                    ok,
+                    "rejected a possible prefix: {:02x?} cut at {cuts:?}",
+                    &input[..end]
+                );
+                assert_eq!(v.pending(), p, "pending for {:02x?}", &input[..end]);
+            }
+            None => {
+                assert!(
+                    !ok,
+                    "accepted an impossible prefix: {:02x?} cut at {cuts:?}",
+                    &input[..end]
+                );
+                failed = true;
+                break;
+            }
+        }
+        start = end;
+    }
+    let whole_ok = std::str::from_utf8(input).is_ok();
+    if !failed {
+        assert_eq!(v.finish(), whole_ok, "finish for {input:02x?}");
+    } else {
+        assert!(!whole_ok);
+        let _ = v.finish();
+    }
+    // Reset: the same validator now sees the input whole.
+    assert_eq!(
+        v.feed(input) && v.finish(),
+        whole_ok,
+        "after finish, whole {input:02x?}"
+    );
+}
+
+/// Input of `mask` (derived with `arbitrary`).
+#[derive(Debug, arbitrary::Arbitrary)]
+pub struct MaskInput {
+    /// The masking key.
+    pub key: [u8; 4],
+    /// Position of the first byte within the payload.
+    pub offset: u64,
+    /// Bytes skipped at the front (varies alignment).
+    pub start: u8,
+    /// Where to cut for a two-call masking.
+    pub split: u16,
+    /// Bytes already in the destination of `extend_masked`.
+    pub prefix: u8,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+
+/// `mask`: `apply_mask` and `extend_masked` equal a byte-by-byte XOR for any
+/// length, offset, alignment and key; masking in two calls (the second at
+/// offset + first length) equals masking once; masking twice restores.
+pub fn run_mask(input: MaskInput) {
+    let offset = input.offset as usize;
+    let start = usize::from(input.start).min(input.data.len());
+    let data = &input.data[start..];
+    let mut want = data.to_vec();
+    naive_mask(&mut want, input.key, offset);
+
+    let mut got = data.to_vec();
+    bench_api::apply_mask(&mut got, input.key, offset);
+    assert_eq!(got, want, "apply_mask, len {}, offset {offset}", data.len());
+
+    // In place on a sub-slice of the original buffer (a different alignment).
+    let mut buf = input.data.clone();
+    bench_api::apply_mask(&mut buf[start..], input.key, offset);
+    assert_eq!(&buf[start..], &want[..]);
+
+    let cut = usize::from(input.split) % (data.len() + 1);
+    let mut two = data.to_vec();
+    let (a, b) = two.split_at_mut(cut);
+    bench_api::apply_mask(a, input.key, offset);
+    bench_api::apply_mask(b, input.key, offset.wrapping_add(cut));
+    assert_eq!(two, want, "two calls cut at {cut}");
+
+    let mut dst = vec![0xEE; usize::from(input.prefix)];
+    bench_api::extend_masked(&mut dst, data, input.key, offset);
+    assert!(dst[..usize::from(input.prefix)].iter().all(|&b| b == 0xEE));
+    assert_eq!(
+        &dst[usize::from(input.prefix)..],
+        &want[..],
+        "extend_masked"
+    );
+
+    bench_api::apply_mask(&mut got, input.key, offset);
+    assert_eq!(got, data, "masking twice does not restore");
+}
