@@ -14,10 +14,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_sink::Sink;
-use wharf_core::{
-    CloseCode, CloseInfo, ConfigError, Initiator, Message, Open, Request, Response,
-    MAX_CLOSE_REASON,
-};
+use wharf_core::{CloseCode, CloseInfo, Initiator, Message, Open, Request, Response};
 
 use crate::error::{from_close, Error, SendError};
 use crate::shared::{register, wake, Shared};
@@ -577,22 +574,10 @@ impl Sink<Message> for WebSocket {
     }
 }
 
-/// The checks the core makes in `Connection::close`, made here so that the
-/// caller gets the error rather than the driver task.
+/// The core's checks for a close, made here so that the caller gets the
+/// error rather than the driver task.
 pub(crate) fn check_close(code: CloseCode, reason: &str) -> Result<(), Error> {
-    if !code.is_sendable() {
-        return Err(
-            ConfigError::InvalidClose(format!("code {code} may not be sent (§7.4)")).into(),
-        );
-    }
-    if reason.len() > MAX_CLOSE_REASON {
-        return Err(ConfigError::InvalidClose(format!(
-            "reason of {} bytes (at most {MAX_CLOSE_REASON})",
-            reason.len()
-        ))
-        .into());
-    }
-    Ok(())
+    Ok(wharf_core::validate_close(code, reason)?)
 }
 
 /// The outcome reported when a driver ended without the core reporting one

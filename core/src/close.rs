@@ -1,6 +1,6 @@
 //! Close codes and Close frame bodies (RFC 6455 §5.5.1, §7.4).
 
-use crate::error::ProtocolError;
+use crate::error::{ConfigError, ProtocolError};
 use std::fmt;
 
 /// A close status code (§7.4).
@@ -67,6 +67,23 @@ impl From<u16> for CloseCode {
 
 /// The longest close reason that fits a control frame: 125 - 2 bytes of code.
 pub const MAX_CLOSE_REASON: usize = 123;
+
+/// Checks a close this side wants to send: a code that may appear on the
+/// wire (§7.4) and a reason that fits a control frame (at most 123 bytes).
+pub fn validate_close(code: CloseCode, reason: &str) -> Result<(), ConfigError> {
+    if !code.is_sendable() {
+        return Err(ConfigError::InvalidClose(format!(
+            "code {code} may not be sent (§7.4)"
+        )));
+    }
+    if reason.len() > MAX_CLOSE_REASON {
+        return Err(ConfigError::InvalidClose(format!(
+            "reason of {} bytes (at most {MAX_CLOSE_REASON})",
+            reason.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Parses a Close frame body (§5.5.1): empty, or a 2-byte code followed by a
 /// UTF-8 reason. Returns `None` for an empty body.

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::close::{encode_close_body, parse_close_body, CloseCode, MAX_CLOSE_REASON};
+use crate::close::{
+    encode_close_body, parse_close_body, validate_close, CloseCode, MAX_CLOSE_REASON,
+};
 use crate::config::{Config, MessageMode};
 use crate::deflate::{Deflate, CHUNK, INFLATE_TURN, RSV1, TAIL};
 use crate::error::{
@@ -478,17 +480,7 @@ impl Connection {
     ///
     /// Before the connection is open, this abandons the handshake.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), ConfigError> {
-        if !code.is_sendable() {
-            return Err(ConfigError::InvalidClose(format!(
-                "code {code} may not be sent (§7.4)"
-            )));
-        }
-        if reason.len() > MAX_CLOSE_REASON {
-            return Err(ConfigError::InvalidClose(format!(
-                "reason of {} bytes (at most {MAX_CLOSE_REASON})",
-                reason.len()
-            )));
-        }
+        validate_close(code, reason)?;
         match self.phase {
             Phase::Closed => Ok(()),
             Phase::Handshake | Phase::AwaitDecision => {
@@ -1423,6 +1415,10 @@ impl Connection {
             return self.write_compressed_frame();
         }
         let max = self.config.max_outgoing_frame.max(1);
+        if self.data.is_empty() {
+            return false;
+        }
+        let mask = self.next_mask();
         let Some(tx) = self.data.front_mut() else {
             return false;
         };
@@ -1435,25 +1431,7 @@ impl Connection {
             _ => OpCode::Continuation,
         };
         let fin = end == payload.len();
-        let mask = match self.role {
-            Role::Client => Some(self.rng.mask_key()),
-            Role::Server => None,
-        };
-        let header = FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: (end - start) as u64,
-        };
-        let mut hdr = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&header, &mut hdr);
-        self.out.reserve(n + end - start);
-        self.out.extend_from_slice(&hdr[..n]);
-        match mask {
-            Some(key) => extend_masked(&mut self.out, &payload[start..end], key, 0),
-            None => self.out.extend_from_slice(&payload[start..end]),
-        }
+        push_frame(&mut self.out, opcode, fin, 0, mask, &payload[start..end]);
         tx.offset = end;
         self.queued_bytes -= end - start;
         if fin {
@@ -1466,10 +1444,7 @@ impl Connection {
     /// it goes (RFC 7692 §7.2.1): RSV1 on the first frame only (§6).
     fn write_compressed_frame(&mut self) -> bool {
         let max = self.config.max_outgoing_frame.max(1);
-        let mask = match self.role {
-            Role::Client => Some(self.rng.mask_key()),
-            Role::Server => None,
-        };
+        let mask = self.next_mask();
         let (Some(tx), Some(d)) = (self.data.front_mut(), self.deflate.as_deref_mut()) else {
             return false;
         };
@@ -1481,22 +1456,8 @@ impl Connection {
             (true, MessageKind::Binary) => OpCode::Binary,
             (false, _) => OpCode::Continuation,
         };
-        let header = FrameHeader {
-            fin,
-            rsv: if first { RSV1 } else { 0 },
-            opcode,
-            mask,
-            payload_len: len as u64,
-        };
-        let mut hdr = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&header, &mut hdr);
-        let body = d.frame_payload(len);
-        self.out.reserve(n + body.len());
-        self.out.extend_from_slice(&hdr[..n]);
-        match mask {
-            Some(key) => extend_masked(&mut self.out, body, key, 0),
-            None => self.out.extend_from_slice(body),
-        }
+        let rsv = if first { RSV1 } else { 0 };
+        push_frame(&mut self.out, opcode, fin, rsv, mask, d.frame_payload(len));
         d.frame_written(len);
         tx.started = true;
         tx.offset += used;
@@ -1520,23 +1481,15 @@ impl Connection {
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let mask = match self.role {
+        let mask = self.next_mask();
+        push_frame(&mut self.out, opcode, fin, 0, mask, payload);
+    }
+
+    /// A fresh masking key for a client frame (§5.3); none for a server.
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match self.role {
             Role::Client => Some(self.rng.mask_key()),
             Role::Server => None,
-        };
-        let header = FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
-        let mut hdr = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(&header, &mut hdr);
-        self.out.extend_from_slice(&hdr[..n]);
-        match mask {
-            Some(key) => extend_masked(&mut self.out, payload, key, 0),
-            None => self.out.extend_from_slice(payload),
         }
     }
 
@@ -1629,6 +1582,33 @@ impl Connection {
             self.done = true;
         }
         self.events.push_back(Event::Closed(info));
+    }
+}
+
+/// Appends one frame to `out`: the header, then the payload, masked with
+/// `mask` when there is one (§5.2, §5.3).
+fn push_frame(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    fin: bool,
+    rsv: u8,
+    mask: Option<[u8; 4]>,
+    payload: &[u8],
+) {
+    let header = FrameHeader {
+        fin,
+        rsv,
+        opcode,
+        mask,
+        payload_len: payload.len() as u64,
+    };
+    let mut hdr = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&header, &mut hdr);
+    out.reserve(n + payload.len());
+    out.extend_from_slice(&hdr[..n]);
+    match mask {
+        Some(key) => extend_masked(out, payload, key, 0),
+        None => out.extend_from_slice(payload),
     }
 }
 

@@ -138,7 +138,7 @@ pub mod bench_api;
 pub mod test_certs;
 
 pub use bytes::{Bytes, BytesMut};
-pub use close::{CloseCode, MAX_CLOSE_REASON};
+pub use close::{validate_close, CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, DeflateConfig, MessageMode};
 pub use connection::{Connection, Role};
 pub use error::{
