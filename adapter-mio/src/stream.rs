@@ -1,5 +1,6 @@
 //! One WebSocket connection on a mio `TcpStream`.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,16 +12,24 @@ use wharf_core::{
     ClientRequest, ClientTls, CloseCode, Config, ConfigError, Connection, Event, Message, SendError,
 };
 
-/// Bytes read from the socket in one `read` call. The buffer lives on the
-/// stack (64-byte aligned: the kernel copies into aligned buffers faster), so
-/// an idle connection holds no read buffer at all.
+/// Bytes read from the socket in one `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The read buffer, 64-byte aligned (the kernel copies into aligned buffers
+/// faster).
 #[repr(align(64))]
 struct ReadBuf([u8; READ_CHUNK]);
 
-/// An output buffer larger than this is given back once drained, so idle
-/// connections stay small.
+thread_local! {
+    /// One read buffer per thread, shared by every stream the thread drives:
+    /// an idle connection holds no read buffer at all, and a read event does
+    /// not clear 64 KiB first.
+    static READ_BUF: RefCell<Box<ReadBuf>> = RefCell::new(Box::new(ReadBuf([0u8; READ_CHUNK])));
+}
+
+/// An output buffer larger than this is given back when the connection has
+/// been quiet for a while (its `handle_timeout`), so idle connections stay
+/// small and busy ones reuse one buffer.
 const IDLE_OUT_CAPACITY: usize = 64 * 1024;
 
 /// A [`Connection`] driven on a non-blocking mio `TcpStream`, registered in
@@ -151,6 +160,10 @@ impl WsStream {
     pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
         self.now = now;
         self.conn.handle_timeout(now);
+        if self.out_pos == self.out.len() && self.out.capacity() > IDLE_OUT_CAPACITY {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
         self.drive(registry, now);
     }
 
@@ -290,15 +303,18 @@ impl WsStream {
         if !self.conn.wants_read() || self.io_error.is_some() {
             return;
         }
-        let mut buf = ReadBuf([0u8; READ_CHUNK]);
+        READ_BUF.with(|buf| self.read_into(&mut buf.borrow_mut().0, now));
+    }
+
+    fn read_into(&mut self, buf: &mut [u8; READ_CHUNK], now: Instant) {
         loop {
-            match self.socket.read(&mut buf.0) {
+            match self.socket.read(buf) {
                 Ok(0) => {
                     self.conn.handle_eof(now);
                     return;
                 }
                 Ok(n) => {
-                    self.conn.handle_input(now, &buf.0[..n]);
+                    self.conn.handle_input(now, &buf[..n]);
                     if !self.conn.wants_read() {
                         return;
                     }
@@ -327,9 +343,6 @@ impl WsStream {
             if self.out_pos == self.out.len() {
                 self.out.clear();
                 self.out_pos = 0;
-                if self.out.capacity() > IDLE_OUT_CAPACITY {
-                    self.out = Vec::new();
-                }
                 if self.conn.poll_transmit(&mut self.out) == 0 {
                     return;
                 }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -41,9 +41,16 @@ pub enum Role {
 /// whole frames are never split, so one frame may go past it).
 const TRANSMIT_BATCH: usize = 256 * 1024;
 
-/// An empty input buffer larger than this is given back to the allocator, so
-/// idle connections stay small.
+/// A buffer larger than this is given back to the allocator once the
+/// connection has been quiet for [`BUFFER_IDLE`], so idle connections stay
+/// small; busy ones keep it, so a stream of large messages reuses one buffer
+/// instead of growing a new one for each.
 const IDLE_INBUF_CAPACITY: usize = 64 * 1024;
+
+/// How long a connection keeps a large buffer after the traffic that needed
+/// it. The caller's `handle_timeout` at that point is also its cue to shrink
+/// its own buffers (see [`Connection::poll_transmit`]).
+const BUFFER_IDLE: Duration = Duration::from_secs(1);
 
 /// Pongs waiting to be written. Every Ping is answered while fewer are
 /// waiting; beyond that the oldest answers are dropped (§5.5.3 allows
@@ -368,6 +375,9 @@ impl Connection {
                 }
             },
         }
+        if self.inbuf.capacity() > IDLE_INBUF_CAPACITY {
+            self.timers.shrink = Some(now + BUFFER_IDLE);
+        }
         self.process();
         if self.eof {
             self.on_eof();
@@ -385,6 +395,9 @@ impl Connection {
     /// calling it early is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        if expired(&mut self.timers.shrink, now) {
+            self.shrink_buffers();
+        }
         if expired(&mut self.timers.linger, now) {
             self.done = true;
             self.abandoned = true;
@@ -557,6 +570,12 @@ impl Connection {
     ///
     /// When `buf` is empty and the connection is plaintext, the connection's
     /// own buffer is swapped in rather than copied.
+    ///
+    /// Keep `buf` between calls: a buffer that grew for a large message is
+    /// then reused by the next one. After a large output the connection arms
+    /// a timer (about a second); when [`handle_timeout`](Self::handle_timeout)
+    /// runs for it, an empty `buf` can be given back to the allocator so
+    /// idle connections stay small, as the connection does with its own.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
         let before = buf.len();
@@ -595,6 +614,10 @@ impl Connection {
                 }
                 tls.write_tls(buf);
             }
+        }
+        // A closed connection is about to be dropped with its buffers.
+        if buf.capacity() > IDLE_INBUF_CAPACITY && self.phase != Phase::Closed {
+            self.timers.shrink = Some(self.now + BUFFER_IDLE);
         }
         buf.len() - before
     }
@@ -786,8 +809,15 @@ impl Connection {
                 Phase::Closed => break,
             }
         }
-        if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INBUF_CAPACITY {
+    }
+
+    /// Gives back the input and output buffers if they are empty and large.
+    fn shrink_buffers(&mut self) {
+        if self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > IDLE_INBUF_CAPACITY {
+            self.out = Vec::new();
         }
     }
 

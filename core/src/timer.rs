@@ -16,6 +16,9 @@ pub(crate) struct Timers {
     /// Client after a clean close: wait this long for the server to end the
     /// transport (§7.1.1: the server closes TCP first).
     pub(crate) linger: Option<Instant>,
+    /// Give back buffers that grew for a large message, if the traffic
+    /// that needed them has stopped by then.
+    pub(crate) shrink: Option<Instant>,
 }
 
 impl Timers {
@@ -27,6 +30,7 @@ impl Timers {
             self.keepalive,
             self.pong,
             self.linger,
+            self.shrink,
         ]
         .into_iter()
         .flatten()

@@ -1,0 +1,265 @@
+//! A mio echo server in its steady state allocates nothing per message: its
+//! buffers are kept while traffic flows (and given back once it stops), reads
+//! go through one buffer per thread, and messages are handed out of the input
+//! buffer without a copy.
+//!
+//! The server runs on its own thread, counting the allocations that thread
+//! makes; the load is a blocking client on this thread sending pre-masked
+//! frames, one message in flight.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll};
+use wharf_core::{Accept, Config, Event};
+use wharf_mio::{ServerOptions, WsServer};
+
+struct Counting;
+
+thread_local! {
+    /// Allocations (and reallocations) made by this thread.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed by this thread.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+fn track(allocated: usize, freed: usize) {
+    LIVE.with(|l| l.set(l.get() + allocated as isize - freed as isize));
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+// A global allocator that forwards to the system allocator and counts calls
+// per thread.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        track(layout.size(), 0);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        track(0, layout.size());
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        track(new_size, layout.size());
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Runs an echo server until its one connection closes; returns the thread's
+/// allocation count and live heap bytes after each echoed message.
+fn serve(ready: mpsc::Sender<SocketAddr>, messages: usize) -> Vec<(u64, isize)> {
+    let mut options = ServerOptions::default();
+    let mut config = Config::default();
+    config.max_message_size = 4 << 20;
+    config.max_frame_size = 4 << 20;
+    options.config = config.into();
+    let mut poll = Poll::new().unwrap();
+    let mut server = WsServer::bind("127.0.0.1:0".parse().unwrap(), options).unwrap();
+    server.register(poll.registry()).unwrap();
+    ready.send(server.local_addr()).unwrap();
+    let mut counts = Vec::with_capacity(messages + 1);
+    let mut events = Events::with_capacity(64);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let now = Instant::now();
+        let wait = server
+            .poll_timeout()
+            .map_or(Duration::from_millis(50), |t| {
+                t.saturating_duration_since(now)
+            })
+            .min(Duration::from_millis(50));
+        poll.poll(&mut events, Some(wait)).unwrap();
+        let now = Instant::now();
+        for event in events.iter() {
+            server.handle_event(poll.registry(), event, now);
+        }
+        server.handle_timeout(poll.registry(), now);
+        while let Some((id, event)) = server.poll_event(poll.registry()) {
+            match event {
+                Event::Request(_) => server
+                    .accept(poll.registry(), now, id, Accept::default())
+                    .unwrap(),
+                Event::Message(m) => {
+                    server.send(poll.registry(), now, id, m).unwrap();
+                    counts.push((allocs(), live()));
+                }
+                Event::Closed(_) => return counts,
+                _ => {}
+            }
+        }
+    }
+    panic!("the echo did not finish in time");
+}
+
+/// A masked binary frame carrying `len` bytes.
+fn masked_frame(len: usize) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut frame = vec![0x82];
+    match len {
+        0..=125 => frame.push(0x80 | len as u8),
+        126..=0xFFFF => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&key);
+    frame.extend((0..len).map(|i| (i as u8) ^ key[i % 4]));
+    frame
+}
+
+/// Reads one binary message (the server may fragment it) into `out`, which
+/// has its exact length.
+fn read_message(s: &mut TcpStream, out: &mut [u8]) {
+    let mut filled = 0;
+    loop {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let len = match head[1] & 0x7F {
+            126 => {
+                let mut b = [0u8; 2];
+                s.read_exact(&mut b).unwrap();
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                s.read_exact(&mut b).unwrap();
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let opcode = head[0] & 0x0F;
+        assert_eq!(
+            opcode,
+            if filled == 0 { 2 } else { 0 },
+            "binary, then continuations"
+        );
+        s.read_exact(&mut out[filled..filled + len]).unwrap();
+        filled += len;
+        if head[0] & 0x80 != 0 {
+            assert_eq!(filled, out.len());
+            return;
+        }
+    }
+}
+
+/// Echoes `messages` messages of `len` bytes, then (if `quiet` is given)
+/// waits that long and echoes one more of 20 B; returns the server's
+/// allocation count and live heap bytes after each.
+fn echo(len: usize, messages: usize, quiet: Option<Duration>) -> Vec<(u64, isize)> {
+    let (tx, rx) = mpsc::channel();
+    let total = messages + usize::from(quiet.is_some());
+    let server = std::thread::spawn(move || serve(tx, total));
+    let addr = rx.recv().unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    let frame = masked_frame(len);
+    let mut echoed = vec![0u8; len];
+    for _ in 0..messages {
+        s.write_all(&frame).unwrap();
+        read_message(&mut s, &mut echoed);
+        assert!(echoed.iter().enumerate().all(|(i, &b)| b == i as u8));
+    }
+    if let Some(quiet) = quiet {
+        std::thread::sleep(quiet);
+        s.write_all(&masked_frame(20)).unwrap();
+        read_message(&mut s, &mut [0u8; 20]);
+    }
+    // Close 1000, masked with a zero key.
+    s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]).unwrap();
+    let counts = server.join().unwrap();
+    assert_eq!(counts.len(), total);
+    counts
+}
+
+fn assert_steady(len: usize) {
+    let messages = 40;
+    let counts = echo(len, messages, None);
+    // The first messages grow the buffers; after that, nothing.
+    let warm = 8;
+    let steady = counts[messages - 1].0 - counts[warm - 1].0;
+    println!(
+        "{len} B: {} allocations for the first {warm} messages, {steady} for the next {}",
+        counts[warm - 1].0,
+        messages - warm
+    );
+    assert_eq!(
+        steady,
+        0,
+        "the server allocated {steady} times echoing {} messages of {len} B",
+        messages - warm
+    );
+}
+
+#[test]
+fn small_messages_allocate_nothing() {
+    assert_steady(20);
+}
+
+#[test]
+fn messages_of_64_kib_allocate_nothing() {
+    assert_steady(64 * 1024);
+}
+
+#[test]
+fn messages_of_1_mib_allocate_nothing() {
+    assert_steady(1024 * 1024);
+}
+
+#[test]
+fn large_buffers_are_given_back_once_the_connection_is_quiet() {
+    let len = 1024 * 1024;
+    let counts = echo(len, 10, Some(Duration::from_millis(1500)));
+    let busy = counts[9].1;
+    let quiet = counts[10].1;
+    println!("live heap on the server thread: {busy} B busy, {quiet} B after a quiet second");
+    // The input buffer and the output buffer each held a whole message.
+    assert!(
+        busy - quiet > len as isize,
+        "only {} B given back after the connection went quiet",
+        busy - quiet
+    );
+}
