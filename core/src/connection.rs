@@ -41,6 +41,11 @@ pub enum Role {
 /// whole frames are never split, so one frame may go past it).
 const TRANSMIT_BATCH: usize = 256 * 1024;
 
+/// Unmasked data frames at least this long go to the TLS session straight
+/// from the message (header and payload as two slices) instead of through
+/// the framing buffer: one copy less per byte.
+const DIRECT_TLS_FRAME: usize = 4 * 1024;
+
 /// A buffer larger than this is given back to the allocator once the
 /// connection has been quiet for [`BUFFER_IDLE`], so idle connections stay
 /// small; busy ones keep it, so a stream of large messages reuses one buffer
@@ -189,7 +194,10 @@ pub struct Connection {
     // ---- output ----
     /// Plaintext bytes ready for the transport.
     out: Vec<u8>,
-    /// Scratch space for masking with TLS (masked bytes go to rustls).
+    /// Plaintext bytes of this `poll_transmit` batch that went to the TLS
+    /// session directly rather than through `out`.
+    direct_batch: usize,
+    /// Messages queued for sending, oldest first.
     data: VecDeque<TxMessage>,
     queued_bytes: usize,
     pongs: VecDeque<Bytes>,
@@ -327,6 +335,7 @@ impl Connection {
             request: None,
             deflate: None,
             out: Vec::new(),
+            direct_batch: 0,
             data: VecDeque::new(),
             queued_bytes: 0,
             pongs: VecDeque::new(),
@@ -1407,7 +1416,8 @@ impl Connection {
         if matches!(self.error, Some(Error::Tls(_))) {
             return;
         }
-        while self.out.len() < TRANSMIT_BATCH && !self.close.sent {
+        self.direct_batch = 0;
+        while self.out.len() + self.direct_batch < TRANSMIT_BATCH && !self.close.sent {
             if self.phase == Phase::Open {
                 if let Some(payload) = self.pongs.pop_front() {
                     self.write_frame(OpCode::Pong, true, &payload);
@@ -1461,7 +1471,30 @@ impl Connection {
             _ => OpCode::Continuation,
         };
         let fin = end == payload.len();
-        push_frame(&mut self.out, opcode, fin, 0, mask, &payload[start..end]);
+        let chunk = &payload[start..end];
+        match &mut self.transport {
+            // A large unmasked frame goes to the TLS session as header +
+            // payload, without first being copied into `out`; what `out`
+            // already holds goes first.
+            Transport::Tls(tls) if mask.is_none() && chunk.len() >= DIRECT_TLS_FRAME => {
+                let mut hdr = [0u8; MAX_HEADER_LEN];
+                let header = FrameHeader {
+                    fin,
+                    rsv: 0,
+                    opcode,
+                    mask: None,
+                    payload_len: chunk.len() as u64,
+                };
+                let n = encode_header(&header, &mut hdr);
+                if !self.out.is_empty() {
+                    tls.write_plaintext(&self.out);
+                    self.out.clear();
+                }
+                tls.write_plaintext_parts(&hdr[..n], chunk);
+                self.direct_batch += n + chunk.len();
+            }
+            _ => push_frame(&mut self.out, opcode, fin, 0, mask, chunk),
+        }
         tx.offset = end;
         self.queued_bytes -= end - start;
         if fin {

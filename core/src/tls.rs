@@ -21,7 +21,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, RootCertStore};
 use std::fmt;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IoSlice, Write};
 use std::sync::Arc;
 
 /// The one ALPN protocol wharf offers and accepts: the opening handshake is an
@@ -488,6 +488,29 @@ impl TlsSession {
             Ok(()) => data.len(),
             Err(_) => 0,
         }
+    }
+
+    /// Like [`TlsSession::write_plaintext`] for `head` followed by `body`,
+    /// without joining them first; returns how many bytes were taken (all,
+    /// or none when the session can send nothing more).
+    pub(crate) fn write_plaintext_parts(&mut self, head: &[u8], body: &[u8]) -> usize {
+        if self.error.is_some() || self.close_notify_sent {
+            return 0;
+        }
+        let mut parts = [IoSlice::new(head), IoSlice::new(body)];
+        let mut parts = &mut parts[..];
+        let total = head.len() + body.len();
+        let mut taken = 0;
+        while taken < total {
+            match self.conn.writer().write_vectored(parts) {
+                Ok(0) | Err(_) => return 0,
+                Ok(n) => {
+                    taken += n;
+                    IoSlice::advance_slices(&mut parts, n);
+                }
+            }
+        }
+        total
     }
 
     /// True when [`TlsSession::write_tls`] has bytes for the socket.

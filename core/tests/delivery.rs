@@ -71,3 +71,22 @@ fn tls_any_chunking_gives_identical_messages() {
         assert_eq!(exchange(make(chunk)), whole, "chunk size {chunk}");
     }
 }
+
+#[test]
+fn tls_with_default_frames_gives_identical_messages() {
+    // Large unmasked frames go to the TLS session without the framing
+    // buffer; Pongs and small frames queued around them keep their order,
+    // so both sides see exactly what they see over plaintext.
+    let pki = TestPki::new();
+    let server_tls = pki.server_tls(&["localhost"]);
+    let client_tls = pki.client_tls();
+    let tls = exchange(Pair::tls(
+        Config::default(),
+        "wss://localhost/",
+        &client_tls,
+        &server_tls,
+    ));
+    assert_eq!(support::messages(&tls.0), corpus());
+    assert_eq!(support::messages(&tls.1), corpus());
+    assert_eq!(tls, exchange(Pair::plain(Config::default())));
+}
