@@ -1,7 +1,7 @@
 //! One WebSocket connection on a mio `TcpStream`.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,11 +27,6 @@ thread_local! {
     static READ_BUF: RefCell<Box<ReadBuf>> = RefCell::new(Box::new(ReadBuf([0u8; READ_CHUNK])));
 }
 
-/// An output buffer larger than this is given back when the connection has
-/// been quiet for a while (its `handle_timeout`), so idle connections stay
-/// small and busy ones reuse one buffer.
-const IDLE_OUT_CAPACITY: usize = 64 * 1024;
-
 /// A [`Connection`] driven on a non-blocking mio `TcpStream`, registered in
 /// the caller's `Poll` under the caller's `Token`.
 ///
@@ -47,9 +42,6 @@ pub struct WsStream {
     socket: TcpStream,
     conn: Connection,
     token: Token,
-    /// Bytes from `poll_transmit` not yet accepted by the socket.
-    out: Vec<u8>,
-    out_pos: usize,
     /// The interest registered with mio (`None`: not registered).
     interest: Option<Interest>,
     /// The TCP connect finished (always true for accepted sockets).
@@ -65,7 +57,7 @@ impl std::fmt::Debug for WsStream {
         f.debug_struct("WsStream")
             .field("token", &self.token)
             .field("conn", &self.conn)
-            .field("pending_out", &(self.out.len() - self.out_pos))
+            .field("wants_write", &self.conn.wants_write())
             .field("io_error", &self.io_error)
             .finish_non_exhaustive()
     }
@@ -82,8 +74,6 @@ impl WsStream {
             socket,
             conn,
             token,
-            out: Vec::new(),
-            out_pos: 0,
             interest: None,
             connected: true,
             io_error: None,
@@ -160,10 +150,6 @@ impl WsStream {
     pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
         self.now = now;
         self.conn.handle_timeout(now);
-        if self.out_pos == self.out.len() && self.out.capacity() > IDLE_OUT_CAPACITY {
-            self.out = Vec::new();
-            self.out_pos = 0;
-        }
         self.drive(registry, now);
     }
 
@@ -263,10 +249,7 @@ impl WsStream {
     /// deregister and drop the stream.
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        self.conn.is_finished()
-            && (self.out_pos == self.out.len()
-                || self.io_error.is_some()
-                || self.conn.is_abandoned())
+        self.conn.is_finished() || (self.io_error.is_some() && self.conn.is_closed())
     }
 
     /// Completes a non-blocking connect; false while it is still pending or
@@ -338,29 +321,11 @@ impl WsStream {
         self.update_interest(registry);
     }
 
+    /// Writes what the connection has straight into the socket (no buffer
+    /// of the stream's own) until it would block.
     fn flush(&mut self, now: Instant) {
-        loop {
-            if self.out_pos == self.out.len() {
-                self.out.clear();
-                self.out_pos = 0;
-                if self.conn.poll_transmit(&mut self.out) == 0 {
-                    return;
-                }
-            }
-            match self.socket.write(&self.out[self.out_pos..]) {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "socket took no bytes");
-                    self.fail_io(e, now);
-                    return;
-                }
-                Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.fail_io(e, now);
-                    return;
-                }
-            }
+        if let Err(e) = self.conn.transmit_to(&mut self.socket) {
+            self.fail_io(e, now);
         }
     }
 
@@ -371,10 +336,9 @@ impl WsStream {
         }
         self.conn.handle_eof(now);
         // Nothing more can be written.
-        self.out.clear();
-        self.out_pos = 0;
-        while self.conn.poll_transmit(&mut self.out) > 0 {
-            self.out.clear();
+        let mut discard = Vec::new();
+        while self.conn.poll_transmit(&mut discard) > 0 {
+            discard.clear();
         }
     }
 
@@ -385,7 +349,7 @@ impl WsStream {
         if self.io_error.is_some() || self.is_finished() {
             return;
         }
-        let pending = self.out_pos < self.out.len();
+        let pending = self.conn.wants_write();
         let wanted = if !self.connected {
             Interest::READABLE | Interest::WRITABLE
         } else if pending {

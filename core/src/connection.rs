@@ -2,6 +2,7 @@
 //! frames ▸ messages, plus the closing handshake, keepalive and limits.
 
 use std::collections::VecDeque;
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,6 +195,8 @@ pub struct Connection {
     // ---- output ----
     /// Plaintext bytes ready for the transport.
     out: Vec<u8>,
+    /// How much of `out` `transmit_to` already wrote (plaintext).
+    out_pos: usize,
     /// Plaintext bytes of this `poll_transmit` batch that went to the TLS
     /// session directly rather than through `out`.
     direct_batch: usize,
@@ -335,6 +338,7 @@ impl Connection {
             request: None,
             deflate: None,
             out: Vec::new(),
+            out_pos: 0,
             direct_batch: 0,
             data: VecDeque::new(),
             queued_bytes: 0,
@@ -588,9 +592,12 @@ impl Connection {
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
         let before = buf.len();
-        self.fill_out();
         match &mut self.transport {
             Transport::Plain => {
+                // Whatever `transmit_to` left half written goes first.
+                self.out.drain(..self.out_pos);
+                self.out_pos = 0;
+                self.fill_out();
                 if buf.is_empty() {
                     std::mem::swap(buf, &mut self.out);
                 } else {
@@ -598,30 +605,11 @@ impl Connection {
                     self.out.clear();
                 }
             }
-            Transport::Tls(tls) => {
-                if !self.out.is_empty() && !matches!(self.error, Some(Error::Tls(_))) {
-                    let mut pos = 0;
-                    while pos < self.out.len() {
-                        let n = tls.write_plaintext(&self.out[pos..]);
-                        pos += n;
-                        tls.write_tls(buf);
-                        if n == 0 {
-                            // The session can send nothing more (it failed
-                            // or closed): these bytes can never go out.
-                            pos = self.out.len();
-                        }
-                    }
-                    self.out.drain(..pos);
+            Transport::Tls(_) => {
+                self.encode_tls();
+                if let Transport::Tls(tls) = &mut self.transport {
+                    tls.write_tls(buf);
                 }
-                if self.phase == Phase::Closed
-                    && !self.close_notify_sent
-                    && self.out.is_empty()
-                    && !matches!(self.error, Some(Error::Tls(_)))
-                {
-                    self.close_notify_sent = true;
-                    tls.send_close_notify();
-                }
-                tls.write_tls(buf);
             }
         }
         // A closed connection is about to be dropped with its buffers.
@@ -629,6 +617,98 @@ impl Connection {
             self.timers.shrink = Some(self.now + BUFFER_IDLE);
         }
         buf.len() - before
+    }
+
+    /// Writes what is pending straight into `sink` (a non-blocking socket,
+    /// say) until nothing is left or `sink` would block; returns the bytes
+    /// written. With TLS this saves copying the records into a buffer of the
+    /// caller's first; plaintext needs no buffer of the caller's either.
+    ///
+    /// A sink that would block (`WouldBlock`) ends the call with `Ok`: call
+    /// again when it is writable, while [`wants_write`](Self::wants_write)
+    /// is true. Any other error is returned as it is; the transport is then
+    /// broken, which the caller reports with [`handle_eof`](Self::handle_eof).
+    /// `poll_transmit` and `transmit_to` may be mixed.
+    pub fn transmit_to(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
+        let mut written = 0;
+        loop {
+            match &mut self.transport {
+                Transport::Plain => {
+                    while self.out_pos < self.out.len() {
+                        match sink.write(&self.out[self.out_pos..]) {
+                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                            Ok(n) => {
+                                self.out_pos += n;
+                                written += n;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    self.out.clear();
+                    self.out_pos = 0;
+                }
+                Transport::Tls(tls) => {
+                    while tls.wants_write() {
+                        match tls.write_tls_to(sink) {
+                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                            Ok(n) => written += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            // Everything encoded went out: encode more, or stop.
+            let encoded = match self.transport {
+                Transport::Plain => {
+                    self.fill_out();
+                    self.out.len()
+                }
+                Transport::Tls(_) => self.encode_tls(),
+            };
+            if self.out.capacity() > IDLE_INBUF_CAPACITY && self.phase != Phase::Closed {
+                self.timers.shrink = Some(self.now + BUFFER_IDLE);
+            }
+            if encoded == 0 {
+                return Ok(written);
+            }
+        }
+    }
+
+    /// TLS: frames what is queued and hands it to the session (plus
+    /// close_notify once closed); returns the plaintext bytes handed over.
+    fn encode_tls(&mut self) -> usize {
+        self.fill_out();
+        let mut handed = self.direct_batch;
+        self.direct_batch = 0;
+        let tls_failed = matches!(self.error, Some(Error::Tls(_)));
+        let Transport::Tls(tls) = &mut self.transport else {
+            return 0;
+        };
+        if !self.out.is_empty() && !tls_failed {
+            let mut pos = 0;
+            while pos < self.out.len() {
+                let n = tls.write_plaintext(&self.out[pos..]);
+                pos += n;
+                if n == 0 {
+                    // The session can send nothing more (it failed or
+                    // closed): these bytes can never go out.
+                    pos = self.out.len();
+                }
+            }
+            handed += pos;
+            self.out.clear();
+        }
+        if self.phase == Phase::Closed && !self.close_notify_sent && !tls_failed {
+            self.close_notify_sent = true;
+            tls.send_close_notify();
+            // The alert itself is something to write.
+            handed += 1;
+        }
+        handed
     }
 
     /// The next event, if any.
@@ -709,7 +789,7 @@ impl Connection {
     /// There are bytes to transmit: register for writability.
     #[must_use]
     pub fn wants_write(&self) -> bool {
-        if !self.out.is_empty() {
+        if self.out_pos < self.out.len() {
             return true;
         }
         if let Transport::Tls(tls) = &self.transport {

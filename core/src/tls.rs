@@ -536,6 +536,11 @@ impl TlsSession {
         }
     }
 
+    /// Writes pending TLS records into `sink` (one call; it may take part).
+    pub(crate) fn write_tls_to(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
+        self.conn.write_tls(sink)
+    }
+
     /// Queues a close_notify alert: no more plaintext will be sent (later
     /// [`TlsSession::write_plaintext`] calls take nothing). Call
     /// [`TlsSession::write_tls`] afterwards.

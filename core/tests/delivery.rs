@@ -90,3 +90,75 @@ fn tls_with_default_frames_gives_identical_messages() {
     assert_eq!(support::messages(&tls.1), corpus());
     assert_eq!(tls, exchange(Pair::plain(Config::default())));
 }
+
+/// A socket that takes at most 1000 bytes per write and would block on
+/// every third call.
+struct Throttled {
+    taken: Vec<u8>,
+    calls: usize,
+}
+
+impl std::io::Write for Throttled {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        if self.calls % 3 == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(1000);
+        self.taken.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The server's output, taken by `transmit_to` into a throttled socket and
+/// by `poll_transmit` in turns, reaches the client whole and in order.
+fn transmit_to_and_poll_transmit_mix(mut p: Pair) {
+    p.open();
+    for m in corpus() {
+        p.server.send(m).unwrap();
+    }
+    let mut sink = Throttled {
+        taken: Vec::new(),
+        calls: 0,
+    };
+    let mut turns = 0;
+    while p.server.wants_write() {
+        turns += 1;
+        assert!(turns < 100_000, "the output never drained");
+        if turns % 5 == 0 {
+            let _ = p.server.poll_transmit(&mut sink.taken);
+        } else {
+            p.server.transmit_to(&mut sink).unwrap();
+        }
+    }
+    let now = p.now;
+    p.client.handle_input(now, &sink.taken);
+    let mut got = Vec::new();
+    while let Some(event) = p.client.poll_event() {
+        if let Event::Message(m) = event {
+            got.push(m);
+        }
+    }
+    assert_eq!(got, corpus());
+}
+
+#[test]
+fn transmit_to_a_throttled_socket_plaintext() {
+    transmit_to_and_poll_transmit_mix(Pair::plain(Config::default()));
+}
+
+#[test]
+fn transmit_to_a_throttled_socket_tls() {
+    let pki = TestPki::new();
+    let server_tls = pki.server_tls(&["localhost"]);
+    let client_tls = pki.client_tls();
+    transmit_to_and_poll_transmit_mix(Pair::tls(
+        Config::default(),
+        "wss://localhost/",
+        &client_tls,
+        &server_tls,
+    ));
+}
