@@ -91,21 +91,29 @@ fn tls_with_default_frames_gives_identical_messages() {
     assert_eq!(tls, exchange(Pair::plain(Config::default())));
 }
 
-/// A socket that takes at most 1000 bytes per write and would block on
-/// every third call.
+/// A socket that takes at most `limit` bytes per write (gathering across
+/// slices, as writev does) and would block on every third call.
 struct Throttled {
     taken: Vec<u8>,
     calls: usize,
+    limit: usize,
 }
 
 impl std::io::Write for Throttled {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_vectored(&[std::io::IoSlice::new(buf)])
+    }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
         self.calls += 1;
         if self.calls % 3 == 0 {
             return Err(std::io::ErrorKind::WouldBlock.into());
         }
-        let n = buf.len().min(1000);
-        self.taken.extend_from_slice(&buf[..n]);
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(self.limit - n);
+            self.taken.extend_from_slice(&b[..take]);
+            n += take;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -115,39 +123,44 @@ impl std::io::Write for Throttled {
 
 /// The server's output, taken by `transmit_to` into a throttled socket and
 /// by `poll_transmit` in turns, reaches the client whole and in order.
-fn transmit_to_and_poll_transmit_mix(mut p: Pair) {
-    p.open();
-    for m in corpus() {
-        p.server.send(m).unwrap();
-    }
-    let mut sink = Throttled {
-        taken: Vec::new(),
-        calls: 0,
-    };
-    let mut turns = 0;
-    while p.server.wants_write() {
-        turns += 1;
-        assert!(turns < 100_000, "the output never drained");
-        if turns % 5 == 0 {
-            let _ = p.server.poll_transmit(&mut sink.taken);
-        } else {
-            p.server.transmit_to(&mut sink).unwrap();
+fn transmit_to_and_poll_transmit_mix(make: impl Fn() -> Pair) {
+    // Frames cut inside headers and payloads, and whole frames taken at once.
+    for limit in [7, 1000, 100_000] {
+        let mut p = make();
+        p.open();
+        for m in corpus() {
+            p.server.send(m).unwrap();
         }
-    }
-    let now = p.now;
-    p.client.handle_input(now, &sink.taken);
-    let mut got = Vec::new();
-    while let Some(event) = p.client.poll_event() {
-        if let Event::Message(m) = event {
-            got.push(m);
+        let mut sink = Throttled {
+            taken: Vec::new(),
+            calls: 0,
+            limit,
+        };
+        let mut turns = 0;
+        while p.server.wants_write() {
+            turns += 1;
+            assert!(turns < 1_000_000, "the output never drained");
+            if turns % 5 == 0 {
+                let _ = p.server.poll_transmit(&mut sink.taken);
+            } else {
+                p.server.transmit_to(&mut sink).unwrap();
+            }
         }
+        let now = p.now;
+        p.client.handle_input(now, &sink.taken);
+        let mut got = Vec::new();
+        while let Some(event) = p.client.poll_event() {
+            if let Event::Message(m) = event {
+                got.push(m);
+            }
+        }
+        assert_eq!(got, corpus(), "socket taking {limit} bytes a call");
     }
-    assert_eq!(got, corpus());
 }
 
 #[test]
 fn transmit_to_a_throttled_socket_plaintext() {
-    transmit_to_and_poll_transmit_mix(Pair::plain(Config::default()));
+    transmit_to_and_poll_transmit_mix(|| Pair::plain(Config::default()));
 }
 
 #[test]
@@ -155,10 +168,12 @@ fn transmit_to_a_throttled_socket_tls() {
     let pki = TestPki::new();
     let server_tls = pki.server_tls(&["localhost"]);
     let client_tls = pki.client_tls();
-    transmit_to_and_poll_transmit_mix(Pair::tls(
-        Config::default(),
-        "wss://localhost/",
-        &client_tls,
-        &server_tls,
-    ));
+    transmit_to_and_poll_transmit_mix(|| {
+        Pair::tls(
+            Config::default(),
+            "wss://localhost/",
+            &client_tls,
+            &server_tls,
+        )
+    });
 }
