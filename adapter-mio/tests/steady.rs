@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
-use wharf_core::{Accept, Config, Event};
+use wharf_core::{Accept, Config, DeflateConfig, Event};
 use wharf_mio::{ServerOptions, WsServer};
 
 struct Counting;
@@ -67,9 +67,12 @@ static ALLOCATOR: Counting = Counting;
 
 /// Runs an echo server until its one connection closes; returns the thread's
 /// allocation count and live heap bytes after each echoed message.
-fn serve(ready: mpsc::Sender<SocketAddr>, messages: usize) -> Vec<(u64, isize)> {
+fn serve(ready: mpsc::Sender<SocketAddr>, messages: usize, deflate: bool) -> Vec<(u64, isize)> {
     let mut options = ServerOptions::default();
     let mut config = Config::default();
+    if deflate {
+        config.deflate = Some(DeflateConfig::default());
+    }
     config.max_message_size = 4 << 20;
     config.max_frame_size = 4 << 20;
     options.config = config.into();
@@ -113,8 +116,15 @@ fn serve(ready: mpsc::Sender<SocketAddr>, messages: usize) -> Vec<(u64, isize)> 
 
 /// A masked binary frame carrying `len` bytes.
 fn masked_frame(len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    masked(0x82, &payload)
+}
+
+/// A masked frame with first byte `first` and `payload`.
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
     let key = [0x11, 0x22, 0x33, 0x44];
-    let mut frame = vec![0x82];
+    let mut frame = vec![first];
     match len {
         0..=125 => frame.push(0x80 | len as u8),
         126..=0xFFFF => {
@@ -127,7 +137,7 @@ fn masked_frame(len: usize) -> Vec<u8> {
         }
     }
     frame.extend_from_slice(&key);
-    frame.extend((0..len).map(|i| (i as u8) ^ key[i % 4]));
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     frame
 }
 
@@ -167,21 +177,16 @@ fn read_message(s: &mut TcpStream, out: &mut [u8]) {
     }
 }
 
-/// Echoes `messages` messages of `len` bytes, then (if `quiet` is given)
-/// waits that long and echoes one more of 20 B; returns the server's
-/// allocation count and live heap bytes after each.
-fn echo(len: usize, messages: usize, quiet: Option<Duration>) -> Vec<(u64, isize)> {
-    let (tx, rx) = mpsc::channel();
-    let total = messages + usize::from(quiet.is_some());
-    let server = std::thread::spawn(move || serve(tx, total));
-    let addr = rx.recv().unwrap();
+/// Connects and upgrades, with `extra` header lines in the request; returns
+/// the socket and checks the response is a 101.
+fn open(addr: SocketAddr, extra: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_nodelay(true).unwrap();
     write!(
         s,
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
     .unwrap();
     let mut head = Vec::new();
@@ -190,11 +195,22 @@ fn echo(len: usize, messages: usize, quiet: Option<Duration>) -> Vec<(u64, isize
         s.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    if !extra.is_empty() {
+        assert!(head.contains("permessage-deflate"), "{head}");
+    }
+    s
+}
+
+/// Echoes `messages` messages of `len` bytes, then (if `quiet` is given)
+/// waits that long and echoes one more of 20 B; returns the server's
+/// allocation count and live heap bytes after each.
+fn echo(len: usize, messages: usize, quiet: Option<Duration>) -> Vec<(u64, isize)> {
+    let (tx, rx) = mpsc::channel();
+    let total = messages + usize::from(quiet.is_some());
+    let server = std::thread::spawn(move || serve(tx, total, false));
+    let mut s = open(rx.recv().unwrap(), "");
 
     let frame = masked_frame(len);
     let mut echoed = vec![0u8; len];
@@ -262,4 +278,84 @@ fn large_buffers_are_given_back_once_the_connection_is_quiet() {
         "only {} B given back after the connection went quiet",
         busy - quiet
     );
+}
+
+/// Reads frames up to the end of one message; returns the first frame's
+/// first byte and the payload.
+fn read_frames(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut first = None;
+    let mut payload = Vec::new();
+    loop {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).unwrap();
+        let len = match head[1] & 0x7F {
+            126 => {
+                let mut b = [0u8; 2];
+                s.read_exact(&mut b).unwrap();
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                s.read_exact(&mut b).unwrap();
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let at = payload.len();
+        payload.resize(at + len, 0);
+        s.read_exact(&mut payload[at..]).unwrap();
+        let first = *first.get_or_insert(head[0]);
+        if head[0] & 0x80 != 0 {
+            return (first, payload);
+        }
+    }
+}
+
+#[test]
+fn compressed_messages_allocate_nothing() {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+    // A text-like message of about 4 KiB, compressed once: the client asks
+    // for no context takeover, so the same frame is valid every time.
+    let text: String = (0..60)
+        .map(|i| format!("{{\"id\":{i},\"name\":\"item {i}\",\"tags\":[\"a\",\"b\"]}},"))
+        .collect();
+    let mut c = Compress::new(Compression::default(), false);
+    let mut compressed = Vec::with_capacity(text.len() + 64);
+    c.compress_vec(text.as_bytes(), &mut compressed, FlushCompress::Sync)
+        .unwrap();
+    assert!(compressed.ends_with(&[0, 0, 0xff, 0xff]));
+    compressed.truncate(compressed.len() - 4);
+    let frame = masked(0xC1, &compressed);
+
+    let messages = 40;
+    let (tx, rx) = mpsc::channel();
+    let server = std::thread::spawn(move || serve(tx, messages, true));
+    let mut s = open(
+        rx.recv().unwrap(),
+        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n",
+    );
+    // The server keeps its context: inflate its replies in order.
+    let mut inflater = Decompress::new(false);
+    for _ in 0..messages {
+        s.write_all(&frame).unwrap();
+        let (first, mut payload) = read_frames(&mut s);
+        assert_eq!(first & 0xF0, 0xC0, "FIN and RSV1 on a compressed reply");
+        payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut inflated = Vec::with_capacity(text.len() + 64);
+        inflater
+            .decompress_vec(&payload, &mut inflated, FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(inflated, text.as_bytes());
+    }
+    s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]).unwrap();
+    let counts = server.join().unwrap();
+    let warm = 8;
+    let steady = counts[messages - 1].0 - counts[warm - 1].0;
+    println!(
+        "compressed {} B: {} allocations for the first {warm} messages, {steady} for the next {}",
+        text.len(),
+        counts[warm - 1].0,
+        messages - warm
+    );
+    assert_eq!(steady, 0, "the server allocated {steady} times");
 }

@@ -93,8 +93,6 @@ struct RxMessage {
     first_chunk: bool,
     /// RSV1 was set on its first frame: the payload is DEFLATE data (RFC 7692 §6).
     compressed: bool,
-    /// Reassemble mode: the inflated bytes of a compressed message.
-    inflated: Vec<u8>,
     /// Inflated bytes of a compressed message so far.
     inflated_size: usize,
 }
@@ -405,10 +403,11 @@ impl Connection {
                 }
             },
         }
-        if self.inbuf.capacity() > IDLE_INBUF_CAPACITY {
-            self.timers.shrink = Some(now + BUFFER_IDLE);
-        }
+        // Before decoding splits messages off `inbuf`, and after it grew
+        // the inflate buffer.
+        self.arm_shrink(0);
         self.process();
+        self.arm_shrink(0);
         if self.eof {
             self.on_eof();
         }
@@ -629,10 +628,7 @@ impl Connection {
                 }
             }
         }
-        // A closed connection is about to be dropped with its buffers.
-        if buf.capacity() > IDLE_INBUF_CAPACITY && self.phase != Phase::Closed {
-            self.timers.shrink = Some(self.now + BUFFER_IDLE);
-        }
+        self.arm_shrink(buf.capacity());
         buf.len() - before
     }
 
@@ -677,9 +673,7 @@ impl Connection {
                 }
                 Transport::Tls(_) => self.encode_tls(),
             };
-            if self.out.capacity() > IDLE_INBUF_CAPACITY && self.phase != Phase::Closed {
-                self.timers.shrink = Some(self.now + BUFFER_IDLE);
-            }
+            self.arm_shrink(0);
             if encoded == 0 {
                 return Ok(written);
             }
@@ -976,8 +970,27 @@ impl Connection {
         }
     }
 
+    /// Arms the shrink timer when a buffer (ours, or the caller's output
+    /// buffer of `caller_capacity`) grew past what an idle connection keeps.
+    /// A closed connection is about to be dropped with its buffers.
+    fn arm_shrink(&mut self, caller_capacity: usize) {
+        let large = self.inbuf.capacity() > IDLE_INBUF_CAPACITY
+            || self.out.capacity() > IDLE_INBUF_CAPACITY
+            || caller_capacity > IDLE_INBUF_CAPACITY
+            || self
+                .deflate
+                .as_deref()
+                .is_some_and(Deflate::holds_large_buffers);
+        if large && self.phase != Phase::Closed {
+            self.timers.shrink = Some(self.now + BUFFER_IDLE);
+        }
+    }
+
     /// Gives back the input and output buffers if they are empty and large.
     fn shrink_buffers(&mut self) {
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.shrink_buffers();
+        }
         if self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();
         }
@@ -1141,9 +1154,12 @@ impl Connection {
                     buf: BytesMut::new(),
                     first_chunk: true,
                     compressed,
-                    inflated: Vec::new(),
                     inflated_size: 0,
                 });
+                if let Some(d) = self.deflate.as_deref_mut() {
+                    // What a failed message left behind.
+                    d.rx_buf.clear();
+                }
                 Ok(())
             }
         }
@@ -1265,13 +1281,11 @@ impl Connection {
         }
         let payload = match whole {
             Some(payload) => payload,
-            None if msg.compressed => {
-                let mut inflated = msg.inflated;
-                if inflated.capacity() - inflated.len() > inflated.len() / 4 {
-                    inflated.shrink_to_fit();
-                }
-                Bytes::from(inflated)
-            }
+            None if msg.compressed => self
+                .deflate
+                .as_deref_mut()
+                .map(|d| d.rx_buf.split().freeze())
+                .unwrap_or_default(),
             None => msg.buf.freeze(),
         };
         let message = match msg.kind {
@@ -1343,13 +1357,8 @@ impl Connection {
                 self.inbuf.get(used..len)
             }
             .unwrap_or_default();
-            let (mut out, limit) = if stream {
-                let mut chunk = std::mem::take(&mut d.chunk);
-                chunk.reserve_exact(CHUNK);
-                (chunk, CHUNK)
-            } else {
-                (std::mem::take(&mut msg.inflated), max.saturating_add(1))
-            };
+            let limit = if stream { CHUNK } else { max.saturating_add(1) };
+            let mut out = std::mem::take(&mut d.rx_buf);
             let before = out.len();
             let result = d.inflate(input, &mut out, limit);
             let produced = out.len() - before;
@@ -1361,13 +1370,8 @@ impl Connection {
                     .utf8
                     .feed(out.get(before..).unwrap_or_default())
                     .is_err();
-            let chunk = (stream && produced > 0).then(|| Bytes::copy_from_slice(&out));
-            if stream {
-                out.clear();
-                d.chunk = out;
-            } else {
-                msg.inflated = out;
-            }
+            let chunk = (stream && produced > 0).then(|| out.split().freeze());
+            d.rx_buf = out;
             used += result?;
             if msg.inflated_size > max {
                 return Err(ProtocolError::MessageTooLarge { max });

@@ -13,6 +13,7 @@
 //! extension but never sends (or never receives) a compressed message does
 //! not pay for that direction.
 
+use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::config::DeflateConfig;
@@ -45,6 +46,9 @@ const PENDING_STEP: usize = 64 * 1024;
 /// Smallest step by which an inflate buffer grows.
 const MIN_GROW: usize = 256;
 
+/// Smallest window of the inflate buffer zeroed and inflated into at once.
+const MIN_WINDOW: usize = 4 * 1024;
+
 /// The per-connection state of a negotiated permessage-deflate.
 pub(crate) struct Deflate {
     params: DeflateParams,
@@ -60,8 +64,10 @@ pub(crate) struct Deflate {
     rx_window: u8,
     tx: Option<Deflater>,
     rx: Option<Decompress>,
-    /// Stream mode: scratch space for the next chunk (capacity [`CHUNK`]).
-    pub(crate) chunk: Vec<u8>,
+    /// Inflated bytes of the current message (Reassemble) or chunk
+    /// (Stream), handed out with `split().freeze()`: the buffer is reused
+    /// by the next message once the application dropped the earlier ones.
+    pub(crate) rx_buf: BytesMut,
     /// Inflated bytes produced since the event queue was last empty.
     pub(crate) unread: usize,
     /// Decoding stopped at [`INFLATE_TURN`]; `poll_event` resumes it.
@@ -102,7 +108,7 @@ impl Deflate {
             rx_window: peer_window.clamp(9, 15),
             tx: None,
             rx: None,
-            chunk: Vec::new(),
+            rx_buf: BytesMut::new(),
             unread: 0,
             paused: false,
         }
@@ -129,7 +135,7 @@ impl Deflate {
     pub(crate) fn inflate(
         &mut self,
         input: &[u8],
-        out: &mut Vec<u8>,
+        out: &mut BytesMut,
         limit: usize,
     ) -> Result<usize, ProtocolError> {
         let window = self.rx_window;
@@ -142,17 +148,25 @@ impl Deflate {
                 return Ok(used);
             }
             if out.len() == out.capacity() {
-                let grow = out.capacity().max(MIN_GROW).min(limit - out.len());
-                out.reserve_exact(grow);
+                let grow = out.len().max(MIN_GROW).min(limit - out.len());
+                reserve_exact(out, grow);
             }
+            // Inflate into a zeroed window of the spare room, at most as
+            // large as what is there already (so zeroing costs at most about
+            // the message's size, however large the reused buffer is).
+            let len = out.len();
+            let window = (out.capacity() - len)
+                .min(len.max(MIN_WINDOW))
+                .min(limit - len);
+            out.resize(len + window, 0);
             let (in0, out0) = (d.total_in(), d.total_out());
             let rest = input.get(used..).unwrap_or_default();
-            let status = d
-                .decompress_vec(rest, out, FlushDecompress::None)
-                .map_err(|_| ProtocolError::InvalidCompressedData)?;
+            let status = d.decompress(rest, &mut out[len..], FlushDecompress::None);
+            let produced = usize::try_from(d.total_out() - out0).unwrap_or(usize::MAX);
+            out.truncate(len + produced.min(window));
+            let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
             // Bounded by `rest.len()` and by the spare capacity.
             let consumed = usize::try_from(d.total_in() - in0).unwrap_or(usize::MAX);
-            let produced = d.total_out() - out0;
             used = used.saturating_add(consumed).min(input.len());
             if status == Status::StreamEnd {
                 d.reset(false);
@@ -230,12 +244,40 @@ impl Deflate {
     pub(crate) fn frame_written(&mut self, len: usize) {
         if let Some(tx) = self.tx.as_mut() {
             tx.pending.drain(..len.min(tx.pending.len()));
-            if tx.pending.is_empty() && tx.pending.capacity() > IDLE_PENDING {
-                // The message is out: do not keep a large buffer idle.
-                tx.pending = Vec::new();
-            }
         }
     }
+
+    /// Whether a buffer grew past what an idle connection keeps.
+    pub(crate) fn holds_large_buffers(&self) -> bool {
+        self.rx_buf.capacity() > IDLE_PENDING
+            || self
+                .tx
+                .as_ref()
+                .is_some_and(|tx| tx.pending.capacity() > IDLE_PENDING)
+    }
+
+    /// Gives back the buffers that are empty (the connection went quiet).
+    pub(crate) fn shrink_buffers(&mut self) {
+        if self.rx_buf.is_empty() {
+            self.rx_buf = BytesMut::new();
+        }
+        if let Some(tx) = self.tx.as_mut().filter(|tx| tx.pending.is_empty()) {
+            tx.pending = Vec::new();
+        }
+    }
+}
+
+/// Makes room for `additional` more bytes in `buf`, reusing its allocation
+/// when the bytes handed out of it were dropped, else allocating exactly
+/// what is needed (never the doubling a plain reserve may do, so the
+/// buffer stays within the inflate limit).
+fn reserve_exact(buf: &mut BytesMut, additional: usize) {
+    if buf.capacity() - buf.len() >= additional || buf.try_reclaim(additional) {
+        return;
+    }
+    let mut bigger = BytesMut::with_capacity(buf.len() + additional);
+    bigger.extend_from_slice(buf);
+    *buf = bigger;
 }
 
 impl Deflater {
@@ -312,10 +354,10 @@ mod tests {
     }
 
     fn inflate_message(d: &mut Deflate, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         assert_eq!(d.inflate(payload, &mut out, usize::MAX), Ok(payload.len()));
         assert_eq!(d.inflate(&TAIL, &mut out, usize::MAX), Ok(4));
-        out
+        out.to_vec()
     }
 
     #[test]
@@ -446,7 +488,7 @@ mod tests {
         let payload = compress(&mut tx, &zeros, usize::MAX).concat();
         assert!(payload.len() < 20_000, "{}", payload.len());
         let mut rx = state(params(15, 15, false), Role::Client);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let used = rx.inflate(&payload, &mut out, 1 << 20).expect("valid");
         assert!(used < payload.len());
         assert_eq!(out.len(), 1 << 20);
@@ -456,7 +498,7 @@ mod tests {
     #[test]
     fn corrupt_data_is_an_error() {
         let mut rx = state(params(15, 15, false), Role::Client);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         // BTYPE 11 is reserved.
         assert_eq!(
             rx.inflate(&[0xff, 0xff, 0xff], &mut out, 1000),
