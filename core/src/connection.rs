@@ -1357,7 +1357,15 @@ impl Connection {
                 self.inbuf.get(used..len)
             }
             .unwrap_or_default();
-            let limit = if stream { CHUNK } else { max.saturating_add(1) };
+            // Never inflate past one byte over the limit (a chunk in Stream
+            // mode too), so which check fails first does not depend on how
+            // the input was cut.
+            let allowance = max.saturating_add(1).saturating_sub(msg.inflated_size);
+            let limit = if stream {
+                CHUNK.min(allowance).max(1)
+            } else {
+                max.saturating_add(1)
+            };
             let mut out = std::mem::take(&mut d.rx_buf);
             let before = out.len();
             let result = d.inflate(input, &mut out, limit);
@@ -1372,13 +1380,15 @@ impl Connection {
                     .is_err();
             let chunk = (stream && produced > 0).then(|| out.split().freeze());
             d.rx_buf = out;
-            used += result?;
-            if msg.inflated_size > max {
-                return Err(ProtocolError::MessageTooLarge { max });
-            }
+            // In stream order: what was inflated before a corrupt block is
+            // checked first, as it would be had the input come in pieces.
             if bad_utf8 {
                 return Err(ProtocolError::InvalidUtf8);
             }
+            if msg.inflated_size > max {
+                return Err(ProtocolError::MessageTooLarge { max });
+            }
+            used += result?;
             if let Some(chunk) = chunk {
                 self.emit_chunk(chunk, false);
             }

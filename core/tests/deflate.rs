@@ -1062,3 +1062,56 @@ fn paused_input_is_decoded_before_the_transport_end_applies() {
     assert_eq!(info.code, CloseCode::NORMAL);
     assert!(!p.client.has_events());
 }
+
+/// Found by fuzzing: a compressed text frame whose inflated bytes are
+/// invalid UTF-8 and whose next block is corrupt closed with 1002 when fed
+/// whole but 1007 when cut before the corrupt block. Checks run in stream
+/// order now, so every cut gives 1007 (the bad byte comes first), in both
+/// message modes; likewise a message over the limit whose bytes are valid.
+#[test]
+fn the_close_code_does_not_depend_on_how_the_input_is_cut() {
+    // A stored block holding 0xff, then a block of the reserved type 11.
+    let utf8_then_corrupt = client_frame(0xC1, &[0x00, 0x01, 0x00, 0xfe, 0xff, 0xff, 0x07], KEY);
+    // 4 KiB of zeros (valid UTF-8) over a 1 KiB limit, then the same corrupt block.
+    let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut big = Vec::with_capacity(8192);
+    c.compress_vec(&[0u8; 4096], &mut big, flate2::FlushCompress::Sync)
+        .unwrap();
+    big.push(0x07);
+    let too_big_then_corrupt = client_frame(0xC1, &big, KEY);
+    for mode in [MessageMode::Reassemble, MessageMode::Stream] {
+        for (wire, code, err) in [
+            (
+                &utf8_then_corrupt,
+                CloseCode::INVALID_PAYLOAD,
+                ProtocolError::InvalidUtf8,
+            ),
+            (
+                &too_big_then_corrupt,
+                CloseCode::MESSAGE_TOO_BIG,
+                ProtocolError::MessageTooLarge { max: 1024 },
+            ),
+        ] {
+            for cut in 1..wire.len() {
+                let mut config = on();
+                config.message_mode = mode;
+                config.max_message_size = 1024;
+                let mut p = open_pair(config);
+                let now = p.now;
+                p.server.handle_input(now, &wire[..cut]);
+                p.server.handle_input(now, &wire[cut..]);
+                let mut events = Vec::new();
+                while let Some(e) = p.server.poll_event() {
+                    events.push(e);
+                }
+                let info = support::closed(&events).expect("closed");
+                assert_eq!(info.code, code, "{mode:?}, cut at {cut}");
+                assert_eq!(
+                    info.error,
+                    Some(Error::Protocol(err.clone())),
+                    "{mode:?}, cut at {cut}"
+                );
+            }
+        }
+    }
+}
