@@ -1,12 +1,16 @@
 //! Writes the committed seed corpora under `seeds/<target>/`:
 //! `cargo run --example make_seeds` (from `fuzz/`). The seeds are valid
-//! handshakes, the RFC 6455 §5.7 example frames and short API sequences, in
-//! each target's input layout (see `src/lib.rs`).
+//! handshakes, the RFC 6455 §5.7 and RFC 7692 §7.2.3 example frames, short
+//! API sequences and valid protobuf envelopes of every kind, in each
+//! target's input layout (see `src/lib.rs`).
 
 use std::fs;
 use std::path::Path;
 
-use wharf_fuzz::{raw_frame, Op};
+use prost::Message as _;
+use wharf_core::Bytes;
+use wharf_fuzz::{made_body, raw_frame, Op, PeerDeflate, ProtoOp};
+use wharf_proto::{Body, Envelope, RequestResult, Status, PROTOCOL_VERSION};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -39,6 +43,34 @@ fn ops(config: [u8; 2], ops: &[Op]) -> Vec<u8> {
         op.encode(&mut out);
     }
     out
+}
+
+/// A `PeerMessage` op.
+#[allow(clippy::too_many_arguments)]
+fn peer(source: u8, len: u16, scale: u8, data: &[u8], flags: u8, split: u8, chunk: u8) -> Op {
+    Op::PeerMessage {
+        source,
+        len,
+        scale,
+        data: data.to_vec(),
+        flags,
+        split,
+        key: KEY,
+        chunk,
+    }
+}
+
+fn proto_ops(mode_and_config: [u8; 4], ops: &[ProtoOp]) -> Vec<u8> {
+    let mut out = mode_and_config.to_vec();
+    for op in ops {
+        op.encode(&mut out);
+    }
+    out
+}
+
+/// An envelope of `version` around `body`, as bytes.
+fn envelope(version: u32, body: Option<Body>) -> Vec<u8> {
+    Envelope { version, body }.encode_to_vec()
 }
 
 fn frame(b0: u8, payload: &[u8], extra: u16, chunk: u8) -> Op {
@@ -122,6 +154,28 @@ fn main() {
         "utf8_fragments_small",
         &cat(&[&[4], &splits2(7, 9), &frag_masked]),
     );
+    // RFC 7692 §7.2.3 examples with permessage-deflate negotiated (flag 8):
+    // unmasked to a client decoder, masked to a server one.
+    for (name, frames) in rfc7692_frames() {
+        let unmasked: Vec<u8> = frames
+            .iter()
+            .flat_map(|(b0, p)| raw_frame(*b0, None, p, 0))
+            .collect();
+        let masked: Vec<u8> = frames
+            .iter()
+            .flat_map(|(b0, p)| raw_frame(*b0, Some(KEY), p, 0))
+            .collect();
+        write(
+            t,
+            &format!("deflate_{name}"),
+            &cat(&[&[9], &splits2(3, 8), &unmasked]),
+        );
+        write(
+            t,
+            &format!("deflate_{name}_masked_stream"),
+            &cat(&[&[10], &splits2(5, 11), &masked]),
+        );
+    }
 
     let t = "handshake_request";
     // Flags: bits 0-1 decision, 2-3 max_header_bytes (3: 16 KiB), 4-5
@@ -160,6 +214,37 @@ fn main() {
         ]),
     );
 
+    // Bit 7: the server takes permessage-deflate offers.
+    let with_ext = |head: &[u8], value: &str| {
+        wharf_fuzz::replace(
+            head,
+            b"Upgrade: websocket\r\n",
+            format!("Upgrade: websocket\r\nSec-WebSocket-Extensions: {value}\r\n").as_bytes(),
+        )
+    };
+    write(
+        t,
+        "deflate_offer",
+        &cat(&[
+            &[0xAC],
+            &[0],
+            &with_ext(REQUEST, "permessage-deflate; client_max_window_bits"),
+        ]),
+    );
+    write(
+        t,
+        "deflate_offers",
+        &cat(&[
+            &[0xAC],
+            &[3],
+            &with_ext(
+                REQUEST,
+                "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=7, \
+                 permessage-deflate; server_no_context_takeover; client_max_window_bits=\"9\"",
+            ),
+        ]),
+    );
+
     let t = "handshake_response";
     // Flags: bits 2-5 header limits, bit 6 offer chat/superchat.
     write(t, "response_101", &cat(&[&[0x2C], &[0], RESPONSE]));
@@ -174,6 +259,41 @@ fn main() {
         "response_101_then_frames",
         &cat(&[&[0x2C], &[0], RESPONSE, &hello_unmasked, &ping_unmasked]),
     );
+    // Bit 7: the client offers permessage-deflate, asking for no server
+    // context takeover and a window of at most 12 bits.
+    let granted = with_ext(
+        RESPONSE,
+        "permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
+    );
+    write(t, "deflate_granted", &cat(&[&[0xAC], &[0], &granted]));
+    write(
+        t,
+        "deflate_granted_then_compressed",
+        &cat(&[
+            &[0xAC],
+            &[11],
+            &granted,
+            &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+        ]),
+    );
+    write(
+        t,
+        "deflate_window_too_large",
+        &cat(&[
+            &[0xAC],
+            &[0],
+            &with_ext(
+                RESPONSE,
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=15",
+            ),
+        ]),
+    );
+    write(
+        t,
+        "deflate_not_granted",
+        &cat(&[&[0xAC], &[0], &with_ext(RESPONSE, "permessage-deflate")]),
+    );
+    write(t, "deflate_unoffered", &cat(&[&[0x2C], &[0], &granted]));
     write(
         t,
         "response_403",
@@ -194,7 +314,6 @@ fn main() {
     );
 
     for (t, peer_b0_mask) in [("connection_server", true), ("connection_client", false)] {
-        let _ = peer_b0_mask;
         write(t, "rfc_hello", &ops([0, 0], &[frame(0x81, b"Hello", 0, 0)]));
         write(
             t,
@@ -368,6 +487,7 @@ fn main() {
                 ],
             ),
         );
+        connection_deflate_seeds(t, peer_b0_mask);
     }
 
     let t = "utf8";
@@ -410,5 +530,458 @@ fn main() {
             &[0x55; 100],
         ]),
     );
+    proto_envelope_seeds();
     println!("seeds written");
+}
+
+/// Frames as (first byte, payload).
+type Frames = Vec<(u8, Vec<u8>)>;
+
+/// The RFC 7692 §7.2.3 examples as frames.
+fn rfc7692_frames() -> Vec<(&'static str, Frames)> {
+    let hello = vec![0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    vec![
+        // §7.2.3.1: "Hello" in one compressed frame.
+        ("rfc7692_hello", vec![(0xc1, hello.clone())]),
+        // §7.2.3.1: the same split across two frames, RSV1 on the first.
+        (
+            "rfc7692_hello_fragments",
+            vec![
+                (0x41, vec![0xf2, 0x48, 0xcd]),
+                (0x80, vec![0xc9, 0xc9, 0x07, 0x00]),
+            ],
+        ),
+        // §7.2.3.2: a second "Hello" with the window shared.
+        (
+            "rfc7692_shared_context",
+            vec![(0xc1, hello), (0xc1, vec![0xf2, 0x00, 0x11, 0x00, 0x00])],
+        ),
+        // §7.2.3.3: a stored (no compression) block.
+        (
+            "rfc7692_stored",
+            vec![(
+                0xc1,
+                vec![
+                    0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+                ],
+            )],
+        ),
+        // §7.2.3.4: a block with BFINAL set.
+        (
+            "rfc7692_bfinal",
+            vec![(0xc1, vec![0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00])],
+        ),
+        // §7.2.3.5: two DEFLATE blocks in one message.
+        (
+            "rfc7692_two_blocks",
+            vec![(
+                0xc1,
+                vec![
+                    0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+                ],
+            )],
+        ),
+        // §7.2.3.6: an empty message.
+        ("rfc7692_empty", vec![(0xc1, vec![0x00])]),
+        // RSV1 where §6.1 forbids it: on a control frame, on a continuation.
+        ("rsv1_on_ping", vec![(0xc9, b"Hello".to_vec())]),
+        (
+            "rsv1_on_continuation",
+            vec![
+                (0x41, vec![0xf2, 0x48, 0xcd]),
+                (0xc0, vec![0xc9, 0xc9, 0x07, 0x00]),
+            ],
+        ),
+    ]
+}
+
+/// `connection_*` seeds with permessage-deflate: config bit 7, then the
+/// client's and the server's deflate byte and the level byte.
+fn connection_deflate_seeds(t: &str, peer_masks: bool) {
+    // Windows of 15 bits, context takeover: the defaults.
+    const DEFAULTS: u8 = 0x06 | 0xe0;
+    // 9-bit own window, no context takeover either way, the peer held to 8.
+    const SMALL: u8 = 0x18;
+    let cfg = |a: u8, b: u8, c: u8, d: u8, e: u8| [a, b, c, d, e];
+    let dops = |config: [u8; 5], ops: &[Op]| {
+        let mut out = config.to_vec();
+        for op in ops {
+            op.encode(&mut out);
+        }
+        out
+    };
+    let plain = cfg(0x80, 0, DEFAULTS, DEFAULTS, 0x01);
+    for (name, frames) in rfc7692_frames() {
+        let ops: Vec<Op> = frames.iter().map(|(b0, p)| frame(*b0, p, 0, 0)).collect();
+        write(t, name, &dops(plain, &ops));
+    }
+    write(
+        t,
+        "deflate_peer_messages",
+        &dops(
+            plain,
+            &[
+                peer(0, 200, 0, b"", 0, 0, 0),
+                peer(0, 200, 0, b"", 0, 50, 7),
+                peer(1, 3000, 1, b"", 8, 100, 0),
+                peer(2, 5000, 0, b"", 2 | 16, 0, 0),
+                peer(4, 0, 0, b"Hello", 4, 0, 0),
+                peer(0, 40, 0, b"", 1, 0, 0),
+                peer(3, 0, 0, b"\x00\xff\x10", 0, 1, 1),
+            ],
+        ),
+    );
+    write(
+        t,
+        "deflate_send_mixed",
+        &dops(
+            cfg(0x80, 4, DEFAULTS, DEFAULTS, 0x01),
+            &[
+                Op::Send {
+                    kind: 0,
+                    len: 100,
+                    scale: 0,
+                },
+                Op::Send {
+                    kind: 1,
+                    len: 100,
+                    scale: 2,
+                },
+                Op::Send {
+                    kind: 2,
+                    len: 4000,
+                    scale: 1,
+                },
+                Op::Send {
+                    kind: 0,
+                    len: 5,
+                    scale: 0,
+                },
+                Op::Send {
+                    kind: 0,
+                    len: 100,
+                    scale: 0,
+                },
+            ],
+        ),
+    );
+    write(
+        t,
+        "deflate_small_windows",
+        &dops(
+            cfg(0x80, 3, SMALL, SMALL, 0x19 | 0x80),
+            &[
+                Op::Send {
+                    kind: 1,
+                    len: 3000,
+                    scale: 0,
+                },
+                peer(0, 3000, 0, b"", 0, 9, 0),
+                peer(1, 3000, 0, b"", 0, 0, 0),
+                Op::Send {
+                    kind: 1,
+                    len: 3000,
+                    scale: 0,
+                },
+            ],
+        ),
+    );
+    write(
+        t,
+        "deflate_stream_mode",
+        &dops(
+            cfg(0x81, 5, DEFAULTS, DEFAULTS, 0x21),
+            &[
+                peer(1, 60000, 1, b"", 0, 0, 0),
+                peer(0, 100, 0, b"", 8, 3, 2),
+            ],
+        ),
+    );
+    // A compression bomb (16 MiB of zeros in about 16 KiB) against a
+    // 100 000-byte and a 1 MiB limit, reassembled and streamed; and against
+    // 4 KiB messages in 1 KiB frames, cut into frames of up to 200 bytes.
+    write(
+        t,
+        "deflate_bomb_small_limit",
+        &dops(
+            cfg(0x98, 0, DEFAULTS, DEFAULTS, 0x01),
+            &[peer(5, 15, 0, b"", 0, 0, 0)],
+        ),
+    );
+    write(
+        t,
+        "deflate_bomb_4k_fragments",
+        &dops(
+            cfg(0x88, 0, DEFAULTS, DEFAULTS, 0x01),
+            &[peer(5, 15, 0, b"", 0, 200, 0)],
+        ),
+    );
+    write(
+        t,
+        "deflate_bomb_stream",
+        &dops(
+            cfg(0x81, 0, DEFAULTS, DEFAULTS, 0x01),
+            &[peer(5, 15, 1, b"", 0, 0, 0)],
+        ),
+    );
+    // The same kind of bomb as literal bytes (4 MiB of zeros, about 4 KiB),
+    // for the mutator to work on: one frame, in pieces of 255 bytes.
+    let payload = PeerDeflate::new(15, false, 9).zeros(4);
+    let bytes = raw_frame(0xc2, peer_masks.then_some(KEY), &payload, 0);
+    let ops: Vec<Op> = bytes
+        .chunks(255)
+        .map(|c| Op::Raw {
+            bytes: c.to_vec(),
+            chunk: 0,
+        })
+        .collect();
+    write(t, "deflate_bomb_literal", &dops(plain, &ops));
+}
+
+/// `proto_envelope` seeds: envelopes of every kind for the codec (mode 0),
+/// and sessions (mode 1) that register, resume, time out, get refused,
+/// replaced and fed bad messages.
+fn proto_envelope_seeds() {
+    let t = "proto_envelope";
+    let codec = |name: &str, text: bool, bytes: &[u8]| {
+        write(t, name, &cat(&[&[if text { 2 } else { 0 }], bytes]));
+    };
+    // made_body(kind, a, b, c, epoch): Register, RegisterAck, Request,
+    // Result, Frame (see its docs).
+    let bodies = [
+        ("register", made_body(0, 0, 5, 0x13, 7)),
+        ("register_ack", made_body(1, 1 | 4, 3, 0x03, 7)),
+        ("register_refused", made_body(1, 2, 0, 0, 7)),
+        ("request", made_body(2, 0, 1, 5, 7)),
+        (
+            "result_ok",
+            Body::Result(RequestResult::ok(1, Bytes::from_static(b"answer"))),
+        ),
+        (
+            "result_error",
+            Body::Result(RequestResult::error(2, Status::ApplicationError, "no")),
+        ),
+        ("frame", made_body(4, 0, 1, 9, 7)),
+    ];
+    for (name, body) in &bodies {
+        codec(name, false, &envelope(PROTOCOL_VERSION, Some(body.clone())));
+    }
+    codec("version_2", false, &envelope(2, Some(bodies[3].1.clone())));
+    codec("no_body", false, &envelope(PROTOCOL_VERSION, None));
+    codec(
+        "request_id_0",
+        false,
+        &envelope(1, Some(made_body(2, 0, 0, 0, 7))),
+    );
+    codec(
+        "result_status_0",
+        false,
+        &envelope(1, Some(made_body(3, 7, 4, 1, 7))),
+    );
+    codec(
+        "truncated",
+        false,
+        &envelope(1, Some(bodies[0].1.clone()))[..6],
+    );
+    codec("text", true, &envelope(1, Some(bodies[3].1.clone())));
+
+    use ProtoOp as P;
+    // Client bits: max_pending 1024, subscribe to ticks; server: every
+    // limit at its most; epoch 1.
+    let base = [1, 0x0b, 0xff, 0x01];
+    let register_and_ack = [
+        P::Connect { flags: 0 },
+        P::ToServer { n: 0 },
+        P::Accept { sel: 0 },
+        P::ToClient { n: 0 },
+    ];
+    let round_trip = [
+        P::Request {
+            kind: 0,
+            len: 5,
+            timeout: 0,
+        },
+        P::ToServer { n: 0 },
+        P::Respond { sel: 0, status: 0 },
+        P::ToClient { n: 0 },
+    ];
+    let session = |name: &str, config: [u8; 4], parts: &[&[ProtoOp]]| {
+        write(t, name, &proto_ops(config, &parts.concat()));
+    };
+    session(
+        "session_round_trip",
+        base,
+        &[&register_and_ack, &round_trip],
+    );
+    let publish = [
+        P::Publish { stream: 0, len: 3 },
+        P::Publish { stream: 0, len: 4 },
+        P::ToClient { n: 0 },
+    ];
+    let resume = [
+        P::Disconnect { flags: 1 },
+        P::Publish { stream: 0, len: 5 },
+        P::Publish { stream: 0, len: 6 },
+        P::Request {
+            kind: 0,
+            len: 1,
+            timeout: 0,
+        },
+    ];
+    session(
+        "session_resume_history",
+        base,
+        &[
+            &register_and_ack,
+            &publish,
+            &resume,
+            &register_and_ack,
+            &round_trip,
+        ],
+    );
+    // History 0: the frames missed are a gap.
+    session(
+        "session_resume_gap",
+        [1, 0x0b, 0xf3, 0x01],
+        &[&register_and_ack, &publish, &resume, &register_and_ack],
+    );
+    // OnReconnect::Fail: a sent request is lost with the connection.
+    session(
+        "session_fail_policy",
+        [1, 0x0f, 0xff, 0x01],
+        &[
+            &register_and_ack,
+            &[
+                P::Request {
+                    kind: 0,
+                    len: 2,
+                    timeout: 0,
+                },
+                P::Disconnect { flags: 0 },
+            ],
+            &register_and_ack,
+        ],
+    );
+    session(
+        "session_refused",
+        base,
+        &[&[
+            P::Request {
+                kind: 2,
+                len: 1,
+                timeout: 500,
+            },
+            P::Connect { flags: 0 },
+            P::ToServer { n: 0 },
+            P::Refuse { sel: 0, reason: 3 },
+            P::ToClient { n: 0 },
+            P::Advance { ms: 1000 },
+        ]],
+    );
+    // The same client on a second connection replaces the first.
+    session(
+        "session_replaced",
+        base,
+        &[&register_and_ack, &round_trip, &register_and_ack, &publish],
+    );
+    // max_in_flight 1, max_pending 4: the second request is turned away.
+    session(
+        "session_busy",
+        [1, 0x0a, 0xfc, 0x01],
+        &[
+            &register_and_ack,
+            &[
+                P::Request {
+                    kind: 0,
+                    len: 1,
+                    timeout: 0,
+                },
+                P::Request {
+                    kind: 0,
+                    len: 2,
+                    timeout: 0,
+                },
+                P::Request {
+                    kind: 1,
+                    len: 2,
+                    timeout: 0,
+                },
+                P::ToServer { n: 0 },
+                P::ToClient { n: 0 },
+                P::Respond { sel: 0, status: 4 },
+                P::ToClient { n: 0 },
+            ],
+        ],
+    );
+    // Made and arbitrary messages both ways.
+    session(
+        "session_bad_messages",
+        base,
+        &[
+            &[
+                P::Connect { flags: 0 },
+                P::Body {
+                    dest: 1,
+                    kind: 2,
+                    a: 0,
+                    b: 9,
+                    c: 0,
+                    version: 0,
+                },
+                P::Body {
+                    dest: 1,
+                    kind: 0,
+                    a: 2,
+                    b: 0,
+                    c: 0,
+                    version: 0,
+                },
+                P::ServerBytes {
+                    sel: 0,
+                    text: 0,
+                    bytes: b"\x22\x04\x08\x07\x12\x00".to_vec(),
+                },
+            ],
+            &register_and_ack,
+            &[
+                P::Body {
+                    dest: 0,
+                    kind: 4,
+                    a: 0,
+                    b: 3,
+                    c: 1,
+                    version: 0,
+                },
+                P::Body {
+                    dest: 0,
+                    kind: 4,
+                    a: 0,
+                    b: 1,
+                    c: 1,
+                    version: 0,
+                },
+                P::Body {
+                    dest: 0,
+                    kind: 3,
+                    a: 0,
+                    b: 77,
+                    c: 1,
+                    version: 0,
+                },
+                P::Body {
+                    dest: 0,
+                    kind: 1,
+                    a: 1 | 12,
+                    b: 2,
+                    c: 1,
+                    version: 0,
+                },
+                P::ClientBytes {
+                    text: 1,
+                    bytes: b"hello".to_vec(),
+                },
+                P::ToClient { n: 0x81 },
+            ],
+        ],
+    );
 }

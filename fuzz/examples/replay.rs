@@ -18,6 +18,7 @@ fn main() {
             "connection_server" => wharf_fuzz::run_connection(&data, true),
             "connection_client" => wharf_fuzz::run_connection(&data, false),
             "utf8" => wharf_fuzz::run_utf8(&data),
+            "proto_envelope" => wharf_fuzz::run_proto_envelope(&data),
             "mask" => {
                 // libfuzzer-sys builds typed inputs with `arbitrary_take_rest`.
                 let u = Unstructured::new(&data);

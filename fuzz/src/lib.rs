@@ -16,9 +16,18 @@ use std::time::{Duration, Instant};
 use arbitrary::Unstructured;
 use wharf_core::bench_api::{self, RawHeader, Utf8Check, HEADER_BUF_LEN};
 use wharf_core::{
-    Accept, ClientRequest, CloseCode, Config, Connection, Error, Event, Message, MessageKind,
-    MessageMode, OsSeededRng, Random, Reject, SendError,
+    Accept, ClientRequest, CloseCode, CloseInfo, Config, Connection, DeflateConfig, Error, Event,
+    Message, MessageKind, MessageMode, OsSeededRng, ProtocolError, Random, Reject, Role, SendError,
 };
+
+mod deflate;
+mod proto;
+
+pub use deflate::{
+    check_negotiated, deflate_config, zeros_chunk, Ending, PeerDeflate, WireInflate, RSV1, TAIL,
+    ZEROS_CHUNK_LEN,
+};
+pub use proto::{check_decode, made_body, run_proto_envelope, ProtoOp};
 
 // ---------------------------------------------------------------------------
 // Input primitives
@@ -89,11 +98,27 @@ pub fn events(conn: &mut Connection) -> Vec<Event> {
 /// A plaintext client and server past the opening handshake, both having
 /// reported `Open`; the same `config` and `now` give the same pair.
 pub fn open_pair(config: Config, now: Instant) -> (Connection, Connection) {
-    let config = Arc::new(config);
+    open_pair_with(config.clone(), config, now)
+}
+
+/// As [`open_pair`], each side with its own settings. When both have
+/// [`Config::deflate`] set, the client offers permessage-deflate and the
+/// server accepts: both report the same parameters, which honour what
+/// either side asked for ([`check_negotiated`]).
+pub fn open_pair_with(
+    client_config: Config,
+    server_config: Config,
+    now: Instant,
+) -> (Connection, Connection) {
+    let deflate = client_config
+        .deflate
+        .clone()
+        .zip(server_config.deflate.clone());
     let request = ClientRequest::new("ws://localhost/").expect("a constant, valid URL");
-    let mut client = Connection::client_with_rng(config.clone(), &request, None, now, rng(1))
-        .expect("plaintext client needs no TLS");
-    let mut server = Connection::server_with_rng(config, None, now, rng(2))
+    let mut client =
+        Connection::client_with_rng(Arc::new(client_config), &request, None, now, rng(1))
+            .expect("plaintext client needs no TLS");
+    let mut server = Connection::server_with_rng(Arc::new(server_config), None, now, rng(2))
         .expect("plaintext server needs no TLS");
     let wire = drain(&mut client);
     server.handle_input(now, &wire);
@@ -106,6 +131,17 @@ pub fn open_pair(config: Config, now: Instant) -> (Connection, Connection) {
     client.handle_input(now, &wire);
     assert!(matches!(client.poll_event(), Some(Event::Open(_))));
     assert!(client.is_open() && server.is_open());
+    match &deflate {
+        Some((c, s)) => {
+            let params = server
+                .deflate()
+                .copied()
+                .expect("a server with deflate settings accepts a wharf client's offer");
+            assert_eq!(client.deflate(), Some(&params), "the two sides disagree");
+            check_negotiated(&params, c, s);
+        }
+        None => assert!(client.deflate().is_none() && server.deflate().is_none()),
+    }
     (client, server)
 }
 
@@ -117,34 +153,65 @@ pub fn open_pair(config: Config, now: Instant) -> (Connection, Connection) {
 /// role and panics on the first violation:
 ///
 /// - every frame decodes (`decode_raw_header` with the peer's expectations:
-///   a client's frames masked, a server's not; no RSV bit; defined opcodes;
-///   control frames unfragmented and at most 125 bytes);
+///   a client's frames masked, a server's not; no RSV bit but RSV1 when
+///   permessage-deflate is in use; defined opcodes; control frames
+///   unfragmented and at most 125 bytes);
 /// - data frames form messages (no continuation outside a message, no new
 ///   message inside one), text messages are valid UTF-8;
+/// - with permessage-deflate (RFC 7692): RSV1 only on the first frame of a
+///   data message (§6.1), never when the writer was held to an 8-bit window;
+///   a compressed message inflates ([`WireInflate`]) with the writer's
+///   agreed window and, when it may not take context over, without the
+///   earlier messages;
 /// - a Close frame carries nothing, or a sendable code and a UTF-8 reason;
 /// - no frame follows a Close frame, and once the connection is closed it
 ///   writes no Ping or Pong, only the rest of the data it had queued (see
 ///   `run_connection`) and the Close frame;
 /// - a plaintext `poll_transmit` hands out whole frames.
-#[derive(Debug)]
 pub struct WireChecker {
     /// The writer is a client: frames must be masked.
     masked: bool,
+    /// permessage-deflate is in use: how to read compressed messages.
+    inflate: Option<WireInflate>,
     buf: Vec<u8>,
-    /// The message being reassembled: text?, bytes.
-    msg: Option<(bool, Vec<u8>)>,
+    /// The message being reassembled.
+    msg: Option<Partial>,
     close_seen: bool,
     /// Completed data messages not yet taken.
-    pub messages: VecDeque<Message>,
+    pub messages: VecDeque<WireMessage>,
     /// Frames seen.
     pub frames: usize,
+}
+
+/// A data message the writer has partly written.
+struct Partial {
+    text: bool,
+    /// RSV1 was set on its first frame.
+    compressed: bool,
+    data: Vec<u8>,
+}
+
+/// A data message as it went over the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireMessage {
+    /// The message, inflated when it was compressed.
+    pub message: Message,
+    /// Its first frame had RSV1 set.
+    pub compressed: bool,
 }
 
 impl WireChecker {
     /// A checker for what a `writer_is_client` connection writes.
     pub fn new(writer_is_client: bool) -> WireChecker {
+        WireChecker::with_deflate(writer_is_client, None)
+    }
+
+    /// A checker for a writer that negotiated permessage-deflate: `inflate`
+    /// reads what it compresses.
+    pub fn with_deflate(writer_is_client: bool, inflate: Option<WireInflate>) -> WireChecker {
         WireChecker {
             masked: writer_is_client,
+            inflate,
             buf: Vec::new(),
             msg: None,
             close_seen: false,
@@ -167,10 +234,11 @@ impl WireChecker {
     /// had reported `Closed` (or was closed) before the call.
     pub fn push(&mut self, bytes: &[u8], closed: bool) {
         self.buf.extend_from_slice(bytes);
+        let allowed_rsv = if self.inflate.is_some() { RSV1 } else { 0 };
         let mut pos = 0;
         loop {
             let rest = &self.buf[pos..];
-            let (h, n) = match bench_api::decode_raw_header(rest, self.masked, 0) {
+            let (h, n) = match bench_api::decode_raw_header(rest, self.masked, allowed_rsv) {
                 Ok(Some(x)) => x,
                 Ok(None) => break,
                 Err(e) => {
@@ -212,12 +280,18 @@ impl WireChecker {
             "after Closed the connection wrote a frame with opcode {:#x}",
             h.opcode
         );
+        let rsv1 = h.rsv & RSV1 != 0;
+        assert!(
+            !rsv1 || matches!(h.opcode, 0x1 | 0x2),
+            "RSV1 on a frame with opcode {:#x} (RFC 7692 §6.1)",
+            h.opcode
+        );
         match h.opcode {
             0x0 => {
-                let Some((_, buf)) = self.msg.as_mut() else {
+                let Some(msg) = self.msg.as_mut() else {
                     panic!("continuation frame outside a message");
                 };
-                buf.extend_from_slice(&payload);
+                msg.data.extend_from_slice(&payload);
                 if h.fin {
                     self.complete();
                 }
@@ -228,7 +302,17 @@ impl WireChecker {
                     "a new data frame (opcode {:#x}) inside an unfinished message",
                     h.opcode
                 );
-                self.msg = Some((h.opcode == 0x1, payload));
+                if rsv1 {
+                    assert!(
+                        self.inflate.as_ref().is_some_and(WireInflate::may_compress),
+                        "a compressed message from a writer held to an 8-bit window"
+                    );
+                }
+                self.msg = Some(Partial {
+                    text: h.opcode == 0x1,
+                    compressed: rsv1,
+                    data: payload,
+                });
                 if h.fin {
                     self.complete();
                 }
@@ -254,17 +338,24 @@ impl WireChecker {
     }
 
     fn complete(&mut self) {
-        let Some((text, buf)) = self.msg.take() else {
+        let Some(msg) = self.msg.take() else {
             return;
         };
-        let message = if text {
-            let s = String::from_utf8(buf)
+        let data = match (&mut self.inflate, msg.compressed) {
+            (Some(inflate), true) => inflate.message(&msg.data),
+            _ => msg.data,
+        };
+        let message = if msg.text {
+            let s = String::from_utf8(data)
                 .expect("the connection wrote a text message that is not UTF-8");
             Message::text(s)
         } else {
-            Message::binary(buf)
+            Message::binary(data)
         };
-        self.messages.push_back(message);
+        self.messages.push_back(WireMessage {
+            message,
+            compressed: msg.compressed,
+        });
     }
 }
 
@@ -311,7 +402,9 @@ pub fn raw_frame(b0: u8, mask: Option<[u8; 4]>, payload: &[u8], len_code: u8) ->
 // ---------------------------------------------------------------------------
 
 /// Config byte of `frame_decode`: bit 0 the decoder is the client (frames
-/// unmasked) else the server; bit 1 stream mode; bit 2 small limits.
+/// unmasked) else the server; bit 1 stream mode; bit 2 small limits; bit 3
+/// permessage-deflate negotiated (default [`DeflateConfig`] on both sides),
+/// so that RSV1 frames are inflated.
 fn frame_decode_config(flags: u8) -> Config {
     let mut config = Config::default();
     if flags & 2 != 0 {
@@ -321,6 +414,9 @@ fn frame_decode_config(flags: u8) -> Config {
         config.max_frame_size = 1000;
         config.max_message_size = 2000;
         config.max_fragments = 8;
+    }
+    if flags & 8 != 0 {
+        config.deflate = Some(DeflateConfig::default());
     }
     config
 }
@@ -332,11 +428,13 @@ fn frame_decode_config(flags: u8) -> Config {
 ///    decodes decodes to "need more" on each shorter prefix, re-encodes to at
 ///    most as many bytes, to the very same bytes when its length encoding was
 ///    minimal, and decodes back to the same header; a header that fails fails
-///    with one error on every prefix that is long enough to decide it.
+///    with one error on every prefix that is long enough to decide it. With
+///    permessage-deflate the codec admits RSV1 and no other RSV bit.
 /// 2. Incremental decoding: an open connection fed the bytes whole and a
 ///    second, identical one fed them cut at the split points report the same
 ///    events (stream mode: the same data, chunk boundaries aside) and write
-///    the same bytes.
+///    the same bytes; with permessage-deflate, wherever the cuts fall in the
+///    compressed data.
 pub fn run_frame_decode(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let Some(flags) = take_u8(&mut u) else { return };
@@ -347,8 +445,9 @@ pub fn run_frame_decode(data: &[u8]) {
     let bytes = take_bytes(&mut u, usize::MAX);
     let client = flags & 1 != 0;
     let expect_masked = !client;
+    let allowed_rsv = if flags & 8 != 0 { RSV1 } else { 0 };
 
-    check_headers(bytes, expect_masked);
+    check_headers(bytes, expect_masked, allowed_rsv);
 
     let config = frame_decode_config(flags);
     let now = Instant::now();
@@ -369,9 +468,23 @@ pub fn run_frame_decode(data: &[u8]) {
         split.handle_input(now, &bytes[start..end]);
         start = end;
     }
-    let split_events = events(&mut split);
+    let mut split_events = events(&mut split);
     let split_out = drain(&mut split);
 
+    // The one known way the ending may depend on the cuts: see
+    // `inflate_error_or_utf8`. Compared as equal, the two Close frames aside.
+    let swapped = allowed_rsv != 0 && inflate_error_or_utf8(&whole_events, &split_events);
+    let (whole_cmp, split_cmp) = if swapped {
+        if let (Some(w), Some(s)) = (whole_events.last(), split_events.last_mut()) {
+            *s = w.clone();
+        }
+        (
+            without_last_frame(&whole_out, client),
+            without_last_frame(&split_out, client),
+        )
+    } else {
+        (&whole_out[..], &split_out[..])
+    };
     match config.message_mode {
         MessageMode::Reassemble => {
             assert_eq!(
@@ -382,17 +495,58 @@ pub fn run_frame_decode(data: &[u8]) {
         MessageMode::Stream => compare_streamed(&whole_events, &split_events),
     }
     assert_eq!(
-        whole_out, split_out,
+        whole_cmp, split_cmp,
         "output differs with splits {splits:?}"
     );
     assert_eq!(whole.is_closed(), split.is_closed());
 }
 
-fn check_headers(bytes: &[u8], expect_masked: bool) {
+/// Both runs failed, one with `InvalidCompressedData` and the other with
+/// `InvalidUtf8`. A compressed text message whose inflated bytes turn
+/// invalid before its DEFLATE data does fails with the first when both show
+/// up in what one `handle_input` inflates, with the second when the input
+/// was cut between them, so this is not held against the cuts.
+fn inflate_error_or_utf8(whole: &[Event], split: &[Event]) -> bool {
+    let error = |events: &[Event]| match events.last() {
+        Some(Event::Closed(CloseInfo {
+            error: Some(Error::Protocol(e)),
+            ..
+        })) => Some(e.clone()),
+        _ => None,
+    };
+    matches!(
+        (error(whole), error(split)),
+        (
+            Some(ProtocolError::InvalidCompressedData),
+            Some(ProtocolError::InvalidUtf8)
+        ) | (
+            Some(ProtocolError::InvalidUtf8),
+            Some(ProtocolError::InvalidCompressedData)
+        )
+    )
+}
+
+/// `out` (whole frames written by a client when `masked`) without its last
+/// frame.
+fn without_last_frame(out: &[u8], masked: bool) -> &[u8] {
+    let mut pos = 0;
+    let mut last = 0;
+    while let Ok(Some((h, n))) = bench_api::decode_raw_header(&out[pos..], masked, 0) {
+        let len = usize::try_from(h.payload_len).expect("a written frame fits in memory");
+        if out.len() - pos < n + len {
+            break;
+        }
+        last = pos;
+        pos += n + len;
+    }
+    &out[..last]
+}
+
+fn check_headers(bytes: &[u8], expect_masked: bool, allowed_rsv: u8) {
     let mut pos = 0;
     while pos < bytes.len() {
         let rest = &bytes[pos..];
-        match bench_api::decode_raw_header(rest, expect_masked, 0) {
+        match bench_api::decode_raw_header(rest, expect_masked, allowed_rsv) {
             Ok(None) => {
                 assert!(
                     rest.len() < HEADER_BUF_LEN,
@@ -406,7 +560,7 @@ fn check_headers(bytes: &[u8], expect_masked: bool) {
                 // error, every longer prefix reports the same one.
                 let mut decided = false;
                 for k in 0..=rest.len().min(HEADER_BUF_LEN) {
-                    match bench_api::decode_raw_header(&rest[..k], expect_masked, 0) {
+                    match bench_api::decode_raw_header(&rest[..k], expect_masked, allowed_rsv) {
                         Ok(None) => assert!(!decided, "error at {k} bytes undone by more bytes"),
                         Ok(Some(h)) => {
                             panic!("prefix of {k} bytes decodes to {h:?}, whole fails with {e:?}")
@@ -423,7 +577,7 @@ fn check_headers(bytes: &[u8], expect_masked: bool) {
             Ok(Some((h, n))) => {
                 for k in 0..n {
                     assert_eq!(
-                        bench_api::decode_raw_header(&rest[..k], expect_masked, 0),
+                        bench_api::decode_raw_header(&rest[..k], expect_masked, allowed_rsv),
                         Ok(None),
                         "prefix of {k} bytes of a {n}-byte header"
                     );
@@ -441,7 +595,7 @@ fn check_headers(bytes: &[u8], expect_masked: bool) {
                     );
                 }
                 assert_eq!(
-                    bench_api::decode_raw_header(&out[..m], expect_masked, 0),
+                    bench_api::decode_raw_header(&out[..m], expect_masked, allowed_rsv),
                     Ok(Some((h, m))),
                     "re-encoded header decodes differently"
                 );
@@ -526,12 +680,35 @@ fn compare_streamed(whole: &[Event], split: &[Event]) {
 // ---------------------------------------------------------------------------
 
 /// Header limits from a flags byte: bits 2-3 `max_header_bytes`, bits 4-5
-/// `max_headers`.
+/// `max_headers`; bit 7 permessage-deflate ([`handshake_deflate`]).
 fn handshake_config(flags: u8) -> Config {
     let mut config = Config::default();
     config.max_header_bytes = [64, 256, 1024, 16 * 1024][usize::from(flags >> 2 & 3)];
     config.max_headers = [2, 8, 64, 100][usize::from(flags >> 4 & 3)];
+    if flags & 0x80 != 0 {
+        config.deflate = Some(handshake_deflate());
+    }
     config
+}
+
+/// The permessage-deflate settings of the handshake targets: the peer is
+/// asked for no context takeover and a window of at most 12 bits.
+pub fn handshake_deflate() -> DeflateConfig {
+    let mut d = DeflateConfig::default();
+    d.peer_no_context_takeover = true;
+    d.peer_max_window_bits = 12;
+    d
+}
+
+/// Whether an HTTP head (lines) has a `Sec-WebSocket-Extensions` header
+/// naming permessage-deflate.
+fn names_deflate<'a>(mut headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> bool {
+    headers.any(|(name, value)| {
+        name.eq_ignore_ascii_case("sec-websocket-extensions")
+            && String::from_utf8_lossy(value)
+                .to_ascii_lowercase()
+                .contains("permessage-deflate")
+    })
 }
 
 /// Checks an HTTP error response that a server wrote: complete head,
@@ -569,13 +746,18 @@ fn check_http_error(out: &[u8]) {
 ///
 /// Input: flags (bits 0-1 the decision: accept, reject, accept after all
 /// input, never decide; bits 2-5 header limits; bit 6 accept the first
-/// offered subprotocol), a piece-size byte (see [`pieces`]), then the bytes.
+/// offered subprotocol; bit 7 permessage-deflate), a piece-size byte (see
+/// [`pieces`]), then the bytes.
 ///
 /// - no panic; `Closed` comes once, last, and before a decision it carries a
 ///   typed [`Error::Handshake`];
 /// - a refused request is answered with a complete 4xx/5xx response and
 ///   nothing else; an accepted one with `101` and the right
 ///   `Sec-WebSocket-Accept`, then only valid server frames;
+/// - permessage-deflate is agreed only when set and offered, the `101` then
+///   answers with `Sec-WebSocket-Extensions: permessage-deflate…` (and
+///   otherwise names no extension), and the agreed parameters include the
+///   client's no context takeover the server asks for;
 /// - memory: as long as the server neither reported the request nor closed,
 ///   it has seen at most `max_header_bytes` bytes and no `\r\n\r\n`; waiting
 ///   for the decision it holds at most `max_header_bytes` bytes after the
@@ -628,6 +810,7 @@ pub fn run_handshake_request(data: &[u8]) {
     let mut parts = pieces(input, spec);
     parts.push(&[]); // a final round to act on a delayed decision
     let mut pending_req: Option<wharf_core::Request> = None;
+    let mut offered_deflate = false;
     for (i, piece) in parts.iter().enumerate() {
         let last_round = i + 1 == parts.len();
         let was_closed = server.is_closed();
@@ -653,6 +836,26 @@ pub fn run_handshake_request(data: &[u8]) {
                         "accepted with {head:?}"
                     );
                     head_done = true;
+                    let answered = names_deflate(
+                        head.lines()
+                            .filter_map(|l| l.split_once(": ").map(|(n, v)| (n, v.as_bytes()))),
+                    );
+                    let agreed = server.deflate().copied();
+                    assert_eq!(answered, agreed.is_some(), "the 101 and deflate() disagree");
+                    assert!(
+                        !head
+                            .to_ascii_lowercase()
+                            .contains("sec-websocket-extensions")
+                            || answered,
+                        "the 101 names an extension other than permessage-deflate: {head:?}"
+                    );
+                    if let Some(p) = agreed {
+                        assert!(
+                            flags & 0x80 != 0 && offered_deflate,
+                            "deflate agreed unasked"
+                        );
+                        assert!(p.client_no_context_takeover, "{p:?}");
+                    }
                     let rest = out_acc[end + 4..].to_vec();
                     wire.push(&rest, was_closed);
                 }
@@ -677,6 +880,11 @@ pub fn run_handshake_request(data: &[u8]) {
                     head_len = Some(end);
                     assert!(req.headers().len() <= max_headers);
                     assert!(!req.key().is_empty());
+                    offered_deflate = names_deflate(
+                        req.headers()
+                            .iter()
+                            .map(|(n, v)| (n.as_str(), v.as_slice())),
+                    );
                     match decision {
                         0 | 1 => {
                             decide(&mut server, &mut accepted, &req);
@@ -775,12 +983,15 @@ pub fn run_handshake_request(data: &[u8]) {
 /// `Sec-WebSocket-Accept` value so that the fuzzer gets past the key check.
 ///
 /// Input: flags (bits 2-5 header limits; bit 6 offer subprotocols `chat` and
-/// `superchat`), a piece-size byte, then the bytes.
+/// `superchat`; bit 7 offer permessage-deflate, [`handshake_deflate`]), a
+/// piece-size byte, then the bytes.
 ///
 /// - no panic; `Closed` once and last; before `Open` it carries a typed
 ///   [`Error::Handshake`] (a non-101 answer is `Rejected`);
 /// - `Open` only after a complete head, with status 101 and an offered (or
-///   no) subprotocol;
+///   no) subprotocol; with permessage-deflate agreed only when offered, and
+///   then granting what the client asked (no server context takeover, a
+///   window of at most 12 bits);
 /// - memory: while neither open nor closed the client has seen at most
 ///   `max_header_bytes` bytes and no `\r\n\r\n`;
 /// - the client writes nothing after its request until open, then only
@@ -836,6 +1047,14 @@ pub fn run_handshake_response(data: &[u8]) {
                     );
                     let response = o.response.expect("the client's Open carries the response");
                     assert_eq!(response.status, 101);
+                    assert_eq!(client.deflate(), response.deflate());
+                    if let Some(p) = response.deflate() {
+                        assert!(flags & 0x80 != 0, "deflate agreed without an offer");
+                        assert!(
+                            p.server_no_context_takeover && p.server_max_window_bits <= 12,
+                            "the server's answer did not grant the offer: {p:?}"
+                        );
+                    }
                     if let Some(p) = &o.subprotocol {
                         assert!(
                             offered && (p == "chat" || p == "superchat"),
@@ -907,7 +1126,7 @@ pub fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 
 /// One step of the `connection_*` targets. The byte layout (tag byte
-/// `% 9`, then the fields in order; `u16` little-endian; byte strings with a
+/// `% 10`, then the fields in order; `u16` little-endian; byte strings with a
 /// length byte) is [`Op::parse`] / [`Op::encode`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -927,7 +1146,8 @@ pub enum Op {
     /// Raw bytes from the peer, in pieces.
     Raw { bytes: Vec<u8>, chunk: u8 },
     /// `send` a message: `kind` % 3 = ASCII text, multi-byte text, binary;
-    /// `len` bytes, times 8 when `scale` is odd.
+    /// `len` bytes, times 8 when bit 0 of `scale` is set; bit 1 of `scale`:
+    /// `send_uncompressed` instead.
     Send { kind: u8, len: u16, scale: u8 },
     /// `ping` with `len` bytes (over 125 must be refused).
     Ping { len: u8 },
@@ -941,19 +1161,53 @@ pub enum Op {
     Drain,
     /// `take_unsent`.
     TakeUnsent,
+    /// A whole, well-formed data message from the peer, framed by the
+    /// harness and, when permessage-deflate is in use, compressed by it as a
+    /// peer must ([`PeerDeflate`]: the agreed window and context takeover),
+    /// so that the harness knows what the connection must make of it.
+    ///
+    /// `source % 6`: 0-2 [`make_message`]`(source, len, 0)` (up to 64 KiB);
+    /// 3 `data` as binary; 4 `data` as text (not always UTF-8); 5 zeros,
+    /// binary (text when `scale` is odd): `len % 64 + 1` MiB of them
+    /// compressed (a compression bomb), or that many KiB when the message
+    /// goes uncompressed.
+    ///
+    /// `flags`: bit 0 send it uncompressed (RSV1 clear); bit 1 start a new
+    /// DEFLATE context first; bit 2 end the DEFLATE data with a final block
+    /// (§7.2.3.4) rather than a sync flush; bit 3 a Ping after the first
+    /// frame; bit 4 an empty last frame.
+    ///
+    /// The (compressed) payload is cut into frames by [`pieces`]`(_, split)`,
+    /// masked with `key` when the peer is a client, and the frames are
+    /// delivered in pieces (`chunk`).
+    PeerMessage {
+        source: u8,
+        len: u16,
+        scale: u8,
+        data: Vec<u8>,
+        flags: u8,
+        split: u8,
+        key: [u8; 4],
+        chunk: u8,
+    },
+}
+
+fn take_key(u: &mut Unstructured<'_>) -> [u8; 4] {
+    let k = take_bytes(u, 4);
+    let mut key = [0u8; 4];
+    key[..k.len()].copy_from_slice(k);
+    key
 }
 
 impl Op {
     /// Reads one op; `None` at the end of the input.
     pub fn parse(u: &mut Unstructured<'_>) -> Option<Op> {
-        let tag = take_u8(u)? % 9;
+        let tag = take_u8(u)? % 10;
         Some(match tag {
             0 => {
                 let b0 = take_u8(u)?;
                 let flags = take_u8(u)?;
-                let k = take_bytes(u, 4);
-                let mut key = [0u8; 4];
-                key[..k.len()].copy_from_slice(k);
+                let key = take_key(u);
                 let n = take_u8(u).unwrap_or(0);
                 let payload = take_bytes(u, usize::from(n)).to_vec();
                 let extra = take_u16(u).unwrap_or(0);
@@ -986,7 +1240,28 @@ impl Op {
             5 => Op::Advance { ms: take_u16(u)? },
             6 => Op::Eof,
             7 => Op::Drain,
-            _ => Op::TakeUnsent,
+            8 => Op::TakeUnsent,
+            _ => {
+                let source = take_u8(u)?;
+                let len = take_u16(u).unwrap_or(0);
+                let scale = take_u8(u).unwrap_or(0);
+                let n = take_u8(u).unwrap_or(0);
+                let data = take_bytes(u, usize::from(n)).to_vec();
+                let flags = take_u8(u).unwrap_or(0);
+                let split = take_u8(u).unwrap_or(0);
+                let key = take_key(u);
+                let chunk = take_u8(u).unwrap_or(0);
+                Op::PeerMessage {
+                    source,
+                    len,
+                    scale,
+                    data,
+                    flags,
+                    split,
+                    key,
+                    chunk,
+                }
+            }
         })
     }
 
@@ -1034,6 +1309,26 @@ impl Op {
             Op::Eof => out.push(6),
             Op::Drain => out.push(7),
             Op::TakeUnsent => out.push(8),
+            Op::PeerMessage {
+                source,
+                len,
+                scale,
+                data,
+                flags,
+                split,
+                key,
+                chunk,
+            } => {
+                out.extend_from_slice(&[9, *source]);
+                out.extend_from_slice(&len.to_le_bytes());
+                out.push(*scale);
+                let n = data.len().min(255);
+                out.push(n as u8);
+                out.extend_from_slice(&data[..n]);
+                out.extend_from_slice(&[*flags, *split]);
+                out.extend_from_slice(key);
+                out.push(*chunk);
+            }
         }
     }
 }
@@ -1041,7 +1336,8 @@ impl Op {
 /// Two config bytes of the `connection_*` targets. `a`: bit 0 stream mode;
 /// bit 1 keepalive (ping every 1 s, pong deadline 2 s); bit 2 lazy transmit
 /// (one `poll_transmit` call per step instead of draining); bits 3-4 the
-/// incoming limits; bits 5-6 the send queue. `b`: the outgoing frame size.
+/// incoming limits; bits 5-6 the send queue; bit 7 permessage-deflate (see
+/// [`connection_deflate`]). `b`: the outgoing frame size.
 pub fn connection_config(a: u8, b: u8) -> (Config, bool) {
     let mut c = Config::default();
     if a & 1 != 0 {
@@ -1059,6 +1355,34 @@ pub fn connection_config(a: u8, b: u8) -> (Config, bool) {
     c.max_send_queue = [16 << 20, 1000, 100, 300_000][usize::from(a >> 5 & 3)];
     c.max_outgoing_frame = [64 * 1024, 1, 7, 100, 1000, 4096][usize::from(b % 6)];
     (c, lazy)
+}
+
+/// The permessage-deflate settings of the `connection_*` targets (config
+/// bit 7), from three more bytes: `c` the client's and `d` the server's
+/// [`DeflateConfig`] ([`deflate_config`]: windows, context takeover, what
+/// each asks of the other); `e` bits 0-3 the compression level of the side
+/// under test (`% 10`), bits 4-5 its `min_message_size` (32, 0, 1, 100),
+/// bits 6-7 the harness peer's level (1, 6, 9, 0). The incoming message
+/// limit is held to 1 MiB at most, so that compression bombs stay cheap.
+/// Returns the client's and the server's [`Config`] and the peer's level.
+pub fn connection_deflate(
+    mut config: Config,
+    server: bool,
+    c: u8,
+    d: u8,
+    e: u8,
+) -> (Config, Config, u32) {
+    config.max_message_size = config.max_message_size.min(1 << 20);
+    let mut client = config.clone();
+    let mut srv = config;
+    let mut own = [deflate_config(c), deflate_config(d)];
+    let tested = usize::from(server);
+    own[tested].level = u32::from(e & 15) % 10;
+    own[tested].min_message_size = [32, 0, 1, 100][usize::from(e >> 4 & 3)];
+    let [oc, os] = own;
+    client.deflate = Some(oc);
+    srv.deflate = Some(os);
+    (client, srv, [1, 6, 9, 0][usize::from(e >> 6)])
 }
 
 /// The message a `Send` op sends.
@@ -1080,6 +1404,35 @@ pub fn make_message(kind: u8, len: u16, scale: u8) -> Message {
     }
 }
 
+/// Why a well-formed message from the peer may fail the connection, given
+/// the limits (RFC 6455 §7.4.1: 1009 for size, 1007 for bad UTF-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    FrameTooLarge,
+    TooManyFragments,
+    MessageTooLarge,
+    InvalidUtf8,
+}
+
+impl Fault {
+    fn of(error: &ProtocolError) -> Option<Fault> {
+        Some(match error {
+            ProtocolError::FrameTooLarge { .. } => Fault::FrameTooLarge,
+            ProtocolError::TooManyFragments { .. } => Fault::TooManyFragments,
+            ProtocolError::MessageTooLarge { .. } => Fault::MessageTooLarge,
+            ProtocolError::InvalidUtf8 => Fault::InvalidUtf8,
+            _ => return None,
+        })
+    }
+
+    fn code(self) -> CloseCode {
+        match self {
+            Fault::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            _ => CloseCode::MESSAGE_TOO_BIG,
+        }
+    }
+}
+
 /// Everything the `connection_*` targets track about the connection under test.
 struct Harness {
     conn: Connection,
@@ -1087,15 +1440,33 @@ struct Harness {
     lazy: bool,
     now: Instant,
     wire: WireChecker,
-    /// Messages `send` accepted and not yet seen complete on the wire.
-    expected: VecDeque<Message>,
+    /// Messages `send` accepted and not yet seen complete on the wire, and
+    /// whether each must go out compressed.
+    expected: VecDeque<(Message, bool)>,
+    /// The side under test compresses messages of at least this many bytes
+    /// (permessage-deflate in use and a window it can compress with).
+    tx_min: Option<usize>,
+    /// The peer's compressor, when permessage-deflate is in use.
+    peer: Option<PeerDeflate>,
+    /// Only `PeerMessage`s came in so far and `close` was not called: the
+    /// harness knows the decoder's state (between messages, the DEFLATE
+    /// context what the peer sent).
+    in_sync: bool,
+    /// While in sync: messages the peer sent that must still be delivered.
+    incoming: VecDeque<Message>,
+    /// While in sync, stream mode: the data of the message being streamed.
+    chunk_data: Vec<u8>,
     closed: bool,
+    /// What `Closed` reported.
+    closed_info: Option<CloseInfo>,
     /// Stream mode: inside a message (a chunk without `last` was reported).
     in_chunked: Option<(MessageKind, usize)>,
     /// `handle_input` calls left before pieces are merged (keeps a run fast).
     input_calls: usize,
     /// Message bytes `send` may still be offered in this run.
     send_bytes: usize,
+    /// Message bytes `PeerMessage` may still make in this run.
+    peer_bytes: usize,
 }
 
 /// Per run: at most this many `handle_input` calls cut pieces; the rest of
@@ -1103,6 +1474,9 @@ struct Harness {
 const INPUT_CALLS: usize = 4096;
 /// Per run: at most this many bytes of messages are offered to `send`.
 const SEND_BYTES: usize = 2 << 20;
+/// Per run: at most this many bytes of peer messages (for a compression
+/// bomb, the most the connection may inflate of it).
+const PEER_BYTES: usize = 4 << 20;
 
 impl Harness {
     /// The run loop after every call: transmit, events, timeout.
@@ -1132,12 +1506,33 @@ impl Harness {
         }
         self.wire.push(out, was_closed);
         while let Some(m) = self.wire.messages.pop_front() {
-            let want = self
-                .expected
-                .pop_front()
-                .unwrap_or_else(|| panic!("the connection wrote a message nobody sent: {m:?}"));
-            assert!(want == m, "wrote {m:?}, sent {want:?}");
+            let (want, compress) = self.expected.pop_front().unwrap_or_else(|| {
+                panic!(
+                    "the connection wrote a message nobody sent: {:?}",
+                    m.message
+                )
+            });
+            assert!(want == m.message, "wrote {:?}, sent {want:?}", m.message);
+            assert_eq!(
+                m.compressed,
+                compress,
+                "a message of {} bytes went out {}compressed",
+                want.len(),
+                if m.compressed { "" } else { "un" }
+            );
         }
+    }
+
+    /// A message delivered while in sync must be the next one the peer sent.
+    fn delivered(&mut self, m: &Message) {
+        if !self.in_sync {
+            return;
+        }
+        let want = self
+            .incoming
+            .pop_front()
+            .unwrap_or_else(|| panic!("delivered a message the peer did not send: {m:?}"));
+        assert!(&want == m, "delivered {m:?}, the peer sent {want:?}");
     }
 
     fn check_events(&mut self) {
@@ -1150,6 +1545,7 @@ impl Harness {
                     if let Message::Text(t) = &m {
                         assert!(std::str::from_utf8(t.as_bytes()).is_ok(), "non-UTF-8 text");
                     }
+                    self.delivered(&m);
                 }
                 Event::Chunk(c) => {
                     assert_eq!(self.config.message_mode, MessageMode::Stream);
@@ -1172,7 +1568,19 @@ impl Harness {
                         }
                     };
                     assert!(total <= max_msg, "streamed message of {total} > {max_msg}");
-                    if !c.last {
+                    if self.in_sync {
+                        self.chunk_data.extend_from_slice(&c.data);
+                    }
+                    if c.last {
+                        let data = std::mem::take(&mut self.chunk_data);
+                        let m = match c.kind {
+                            MessageKind::Text => Message::text(
+                                String::from_utf8(data).expect("text chunks are UTF-8"),
+                            ),
+                            MessageKind::Binary => Message::binary(data),
+                        };
+                        self.delivered(&m);
+                    } else {
                         self.in_chunked = Some((c.kind, total));
                     }
                 }
@@ -1183,6 +1591,7 @@ impl Harness {
                     if info.error.is_none() && info.clean {
                         assert!(self.conn.error().is_none());
                     }
+                    self.closed_info = Some(info);
                 }
                 other => panic!("unexpected event on an open connection: {other:?}"),
             }
@@ -1214,6 +1623,183 @@ impl Harness {
         }
     }
 
+    /// The faults a well-formed message may trigger, from its frame payload
+    /// sizes, its (inflated) length and whether it is text that is not
+    /// UTF-8; none: it must be delivered.
+    fn faults(&self, frames: &[usize], compressed: bool, len: usize, bad_text: bool) -> Vec<Fault> {
+        let c = &self.config;
+        let mut faults = Vec::new();
+        if frames.iter().any(|&n| n > c.max_frame_size) {
+            faults.push(Fault::FrameTooLarge);
+        }
+        if frames.len() > c.max_fragments {
+            faults.push(Fault::TooManyFragments);
+        }
+        let size = if compressed { len } else { frames.iter().sum() };
+        if size > c.max_message_size {
+            faults.push(Fault::MessageTooLarge);
+        }
+        if bad_text {
+            faults.push(Fault::InvalidUtf8);
+        }
+        faults
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn peer_message(
+        &mut self,
+        source: u8,
+        len: u16,
+        scale: u8,
+        data: &[u8],
+        flags: u8,
+        split: u8,
+        key: [u8; 4],
+        chunk: u8,
+        peer_masks: bool,
+    ) {
+        let compress = self.peer.is_some() && flags & 1 == 0;
+        let max_msg = self.config.max_message_size;
+        let reps = usize::from(len % 64) + 1;
+        // The content: its kind, and its bytes (for zeros, only their count;
+        // the bytes are made when they can be delivered or must be framed).
+        let (kind, body, zeros) = match source % 6 {
+            0..=2 => {
+                let m = make_message(source, len, 0);
+                (m.kind(), m.payload().to_vec(), None)
+            }
+            3 => (MessageKind::Binary, data.to_vec(), None),
+            4 => (MessageKind::Text, data.to_vec(), None),
+            _ => {
+                let kind = if scale & 1 != 0 {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                (
+                    kind,
+                    Vec::new(),
+                    Some(if compress { reps << 20 } else { reps << 10 }),
+                )
+            }
+        };
+        let content_len = zeros.unwrap_or(body.len());
+        // A bomb costs what the connection may inflate of it.
+        let cost = if compress && zeros.is_some() {
+            content_len.min(max_msg + 1)
+        } else {
+            content_len
+        };
+        if cost > self.peer_bytes {
+            return;
+        }
+        self.peer_bytes -= cost;
+        let predict = self.in_sync && self.conn.is_open() && !self.closed;
+        let bad_text = kind == MessageKind::Text && std::str::from_utf8(&body).is_err();
+
+        let payload = match self.peer.as_mut() {
+            Some(peer) if compress => {
+                if flags & 2 != 0 {
+                    peer.forget();
+                }
+                if zeros.is_some() {
+                    peer.zeros(reps)
+                } else {
+                    let ending = if flags & 4 != 0 {
+                        Ending::Final
+                    } else {
+                        Ending::Sync
+                    };
+                    peer.compress(&body, ending)
+                }
+            }
+            _ => match zeros {
+                Some(n) => vec![0; n],
+                None => body.clone(),
+            },
+        };
+        let mut frames: Vec<&[u8]> = if payload.is_empty() {
+            vec![&payload[..]]
+        } else {
+            pieces(&payload, split)
+        };
+        if flags & 16 != 0 {
+            frames.push(&[]);
+        }
+        let mask = peer_masks.then_some(key);
+        let opcode = match kind {
+            MessageKind::Text => 0x1,
+            MessageKind::Binary => 0x2,
+        };
+        let mut bytes = Vec::with_capacity(payload.len() + frames.len() * 14 + 16);
+        for (i, f) in frames.iter().enumerate() {
+            let fin = if i + 1 == frames.len() { 0x80 } else { 0 };
+            let b0 = match (i, compress) {
+                (0, true) => opcode | 0x40,
+                (0, false) => opcode,
+                _ => 0,
+            };
+            bytes.extend_from_slice(&raw_frame(fin | b0, mask, f, 0));
+            if i == 0 && flags & 8 != 0 && frames.len() > 1 {
+                bytes.extend_from_slice(&raw_frame(0x89, mask, b"ping", 0));
+            }
+        }
+        let sizes: Vec<usize> = frames.iter().map(|f| f.len()).collect();
+        let faults = if predict {
+            self.faults(&sizes, compress, content_len, bad_text)
+        } else {
+            Vec::new()
+        };
+        if predict && std::env::var_os("WHARF_FUZZ_TRACE").is_some() {
+            eprintln!(
+                "  {content_len} bytes in {} frames, faults {faults:?}",
+                sizes.len()
+            );
+        }
+        if predict && faults.is_empty() {
+            let body = match zeros {
+                Some(n) => vec![0; n],
+                None => body,
+            };
+            let message = match kind {
+                MessageKind::Text => {
+                    Message::text(String::from_utf8(body).expect("checked: no InvalidUtf8"))
+                }
+                MessageKind::Binary => Message::binary(body),
+            };
+            self.incoming.push_back(message);
+        }
+        self.feed(&bytes, chunk);
+        if !predict {
+            return;
+        }
+        if faults.is_empty() {
+            assert!(
+                self.incoming.is_empty(),
+                "a well-formed message of {content_len} bytes ({} frames, compressed {compress}) \
+                 was not delivered; closed: {:?}",
+                sizes.len(),
+                self.closed_info
+            );
+            return;
+        }
+        let Some(info) = &self.closed_info else {
+            panic!(
+                "a message that breaks a limit ({faults:?}) did not close the connection \
+                 ({content_len} bytes, {} frames, compressed {compress})",
+                sizes.len()
+            );
+        };
+        let fault = match &info.error {
+            Some(Error::Protocol(e)) => Fault::of(e),
+            _ => None,
+        };
+        let Some(fault) = fault.filter(|f| faults.contains(f)) else {
+            panic!("closed with {info:?}, expected one of {faults:?}");
+        };
+        assert_eq!(info.code, fault.code(), "close code for {fault:?}");
+    }
+
     fn step(&mut self, op: Op, peer_masks: bool) {
         match op {
             Op::Frame {
@@ -1224,6 +1810,7 @@ impl Harness {
                 extra,
                 chunk,
             } => {
+                self.in_sync = false;
                 let pad = if flags & 8 != 0 { 0x80 } else { b'a' };
                 payload.resize(payload.len() + usize::from(extra), pad);
                 let masked = peer_masks ^ (flags & 1 != 0);
@@ -1238,12 +1825,15 @@ impl Harness {
                 }
                 self.feed(&bytes, chunk);
             }
-            Op::Raw { bytes, chunk } => self.feed(&bytes, chunk),
+            Op::Raw { bytes, chunk } => {
+                self.in_sync = false;
+                self.feed(&bytes, chunk);
+            }
             Op::Send { kind, len, scale } => {
                 // Tiny outgoing frames cost a frame per byte: keep those
                 // messages small (still enough to fill a transmit batch).
                 let scale = if self.config.max_outgoing_frame < 100 {
-                    0
+                    scale & !1
                 } else {
                     scale
                 };
@@ -1252,10 +1842,18 @@ impl Harness {
                     return;
                 }
                 self.send_bytes -= message.len();
-                match self.conn.send(message.clone()) {
+                let uncompressed = scale & 2 != 0;
+                let result = if uncompressed {
+                    self.conn.send_uncompressed(message.clone())
+                } else {
+                    self.conn.send(message.clone())
+                };
+                match result {
                     Ok(()) => {
                         assert!(!self.closed, "send accepted after Closed");
-                        self.expected.push_back(message);
+                        let compress =
+                            !uncompressed && self.tx_min.is_some_and(|min| message.len() >= min);
+                        self.expected.push_back((message, compress));
                     }
                     Err(SendError::Full(m)) => {
                         assert!(m == message, "Full handed back another message");
@@ -1282,6 +1880,11 @@ impl Harness {
                 let r = self.conn.close(code, &"r".repeat(usize::from(reason)));
                 if !code.is_sendable() || usize::from(reason) > wharf_core::MAX_CLOSE_REASON {
                     assert!(r.is_err(), "close({code}, {reason} bytes) accepted");
+                }
+                if r.is_ok() {
+                    // The connection may still deliver what comes in, or
+                    // not, until the peer's Close: no longer predicted.
+                    self.in_sync = false;
                 }
                 self.after_call();
             }
@@ -1313,7 +1916,7 @@ impl Harness {
                 // Whatever else was accepted and not yet written whole comes
                 // back, in order.
                 let skip = usize::from(keep).min(self.expected.len());
-                let expected: Vec<Message> = self.expected.drain(skip..).collect();
+                let expected: Vec<Message> = self.expected.drain(skip..).map(|(m, _)| m).collect();
                 assert!(
                     taken == expected,
                     "take_unsent gave {} messages, {} were unsent",
@@ -1322,6 +1925,18 @@ impl Harness {
                 );
                 self.after_call();
             }
+            Op::PeerMessage {
+                source,
+                len,
+                scale,
+                data,
+                flags,
+                split,
+                key,
+                chunk,
+            } => self.peer_message(
+                source, len, scale, &data, flags, split, key, chunk, peer_masks,
+            ),
         }
     }
 }
@@ -1330,17 +1945,31 @@ impl Harness {
 /// the handshake fed peer frames (well-formed or not) in arbitrary pieces and
 /// raw bytes, interleaved with `send`, `ping`, `close`, time passing, EOF and
 /// `take_unsent`; the run loop (transmit, events, timeout) after every call.
+/// Optionally with permessage-deflate (RFC 7692) negotiated, the parameters
+/// chosen by the input.
 ///
-/// Input: two config bytes ([`connection_config`]), then [`Op`]s.
+/// Input: two config bytes ([`connection_config`]), three more when bit 7
+/// of the first is set ([`connection_deflate`]), then [`Op`]s.
 ///
+/// - the handshake agrees on deflate parameters that honour both sides'
+///   settings ([`open_pair_with`]);
 /// - everything written decodes as valid frames of this role
-///   ([`WireChecker`]), and the data messages on the wire are exactly the
-///   messages `send` accepted, in order, whole;
+///   ([`WireChecker`]), and the data messages on the wire, inflated with the
+///   agreed window and context takeover, are exactly the messages `send`
+///   accepted, in order, whole; those of at least `min_message_size` bytes
+///   compressed (RSV1) when the agreed window allows it, `send_uncompressed`
+///   ones and the rest not;
 /// - `send` hands a refused message back unchanged; `take_unsent` returns
 ///   exactly the accepted messages not yet written;
-/// - events: `Closed` once and last; incoming messages within the limits,
-///   text valid UTF-8, stream chunks of text each valid UTF-8, `first`/`last`
-///   consistent;
+/// - events: `Closed` once and last; incoming messages (inflated ones too)
+///   within the limits, text valid UTF-8, stream chunks of text each valid
+///   UTF-8, `first`/`last` consistent;
+/// - as long as only `PeerMessage`s came in (and `close` was not called):
+///   each well-formed message the peer sends is delivered, exactly as sent
+///   (inflated, reassembled from chunks in stream mode), before the next
+///   call; one that breaks a limit fails the connection with the fitting
+///   error and code (a compression bomb: `MessageTooLarge`, 1009, having
+///   delivered nothing beyond `max_message_size`);
 /// - after `Closed` the connection only finishes: no event; nothing
 ///   written but the rest of the messages `send` accepted before (a protocol
 ///   failure still flushes them) and at most one Close frame, never a Ping or
@@ -1352,26 +1981,73 @@ pub fn run_connection(data: &[u8], server: bool) {
     let b = take_u8(&mut u).unwrap_or(0);
     let (config, lazy) = connection_config(a, b);
     let now = Instant::now();
-    let (client, srv) = open_pair(config.clone(), now);
+    let (client_config, server_config, peer_level) = if a & 0x80 != 0 {
+        let c = take_u8(&mut u).unwrap_or(0);
+        let d = take_u8(&mut u).unwrap_or(0);
+        let e = take_u8(&mut u).unwrap_or(0);
+        connection_deflate(config, server, c, d, e)
+    } else {
+        (config.clone(), config, 0)
+    };
+    let config = if server {
+        server_config.clone()
+    } else {
+        client_config.clone()
+    };
+    let min_message_size = config.deflate.as_ref().map_or(0, |d| d.min_message_size);
+    let (client, srv) = open_pair_with(client_config, server_config, now);
     let conn = if server { srv } else { client };
+    // What each direction's compressor may do: ours (read back by the wire
+    // checker) and the peer's (the harness compresses as the peer).
+    let (wire, tx_min, peer) = match conn.deflate().copied() {
+        Some(p) => {
+            let (own, peer) = match conn.role() {
+                Role::Server => (
+                    (p.server_max_window_bits, p.server_no_context_takeover),
+                    (p.client_max_window_bits, p.client_no_context_takeover),
+                ),
+                Role::Client => (
+                    (p.client_max_window_bits, p.client_no_context_takeover),
+                    (p.server_max_window_bits, p.server_no_context_takeover),
+                ),
+            };
+            (
+                WireChecker::with_deflate(!server, Some(WireInflate::new(own.0, own.1))),
+                (own.0 >= 9).then_some(min_message_size),
+                Some(PeerDeflate::new(peer.0, peer.1, peer_level)),
+            )
+        }
+        None => (WireChecker::new(!server), None, None),
+    };
     let mut h = Harness {
         conn,
         config,
         lazy,
         now,
-        wire: WireChecker::new(!server),
+        wire,
         expected: VecDeque::new(),
+        tx_min,
+        peer,
+        in_sync: true,
+        incoming: VecDeque::new(),
+        chunk_data: Vec::new(),
         closed: false,
+        closed_info: None,
         in_chunked: None,
         input_calls: INPUT_CALLS,
         send_bytes: SEND_BYTES,
+        peer_bytes: PEER_BYTES,
     };
     // A server's peer masks its frames.
     let peer_masks = server;
     let mut steps = 0;
     let trace = std::env::var_os("WHARF_FUZZ_TRACE").is_some();
     if trace {
-        eprintln!("config {:?}, lazy {lazy}", h.config);
+        eprintln!(
+            "config {:?}, lazy {lazy}, deflate {:?}",
+            h.config,
+            h.conn.deflate()
+        );
     }
     while let Some(op) = Op::parse(&mut u) {
         if trace {
