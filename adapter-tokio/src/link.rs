@@ -2,13 +2,14 @@
 //! socket and a core [`Connection`], and where the core's timers run.
 //!
 //! A `Link` does no parsing and matches no opcode: it feeds what the socket
-//! reads to `handle_input` / `handle_eof`, writes what `poll_transmit` hands
-//! out, and calls `handle_timeout` when `poll_timeout`'s instant passes. Its
+//! reads to `handle_input` / `handle_eof`, has the connection write straight
+//! into the socket (`transmit_to`), and calls `handle_timeout` when `poll_timeout`'s instant passes. Its
 //! owner (a connection's driver task or the reconnecting client's task)
 //! drains `poll_event` after every [`Link::poll_io`].
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -17,15 +18,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use wharf_core::Connection;
 
-/// Bytes read from the socket per call (on the stack, so an idle connection
-/// keeps no read buffer).
-const READ_CHUNK: usize = 16 * 1024;
-
-/// A write buffer larger than this is given back once it is drained.
-const IDLE_WRITE_CAPACITY: usize = 64 * 1024;
-
-/// Most `poll_transmit` / write rounds per `poll_io` call.
-const WRITE_ROUNDS: usize = 16;
+/// Bytes read from the socket per call (on the stack, left uninitialised,
+/// so an idle connection keeps no read buffer and a read clears nothing).
+const READ_CHUNK: usize = 64 * 1024;
 
 /// After the connection reports `Closed`, how long (beyond its close
 /// timeout) the last bytes may take to leave before the socket is dropped
@@ -41,9 +36,6 @@ pub(crate) fn now() -> Instant {
 pub(crate) struct Link<S> {
     pub(crate) conn: Connection,
     io: S,
-    /// Bytes from `poll_transmit` not yet written.
-    wbuf: Vec<u8>,
-    wpos: usize,
     /// Something was written since the last `poll_flush`.
     unflushed: bool,
     /// The timer for the earliest deadline; made when first needed.
@@ -68,8 +60,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         Link {
             conn,
             io,
-            wbuf: Vec::new(),
-            wpos: 0,
             unflushed: false,
             sleep: None,
             sleep_at: None,
@@ -92,7 +82,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// Everything the connection produced so far has been written (there
     /// may still be bytes in the kernel's socket buffer).
     pub(crate) fn all_written(&self) -> bool {
-        self.wpos >= self.wbuf.len() && !self.conn.wants_write()
+        !self.conn.wants_write()
     }
 
     /// The close timeout, which also bounds waiting to close.
@@ -124,51 +114,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        if self.write_failed {
+            // Nothing can reach the peer any more: discard.
+            let mut discard = Vec::new();
+            let mut discarded = false;
+            while self.conn.poll_transmit(&mut discard) > 0 {
+                discard.clear();
+                discarded = true;
+            }
+            return discarded;
+        }
+        let mut sink = SyncWrite {
+            io: &mut self.io,
+            cx,
+        };
         let mut progress = false;
-        for _ in 0..WRITE_ROUNDS {
-            if self.wpos >= self.wbuf.len() {
-                self.wbuf.clear();
-                self.wpos = 0;
-                if self.conn.poll_transmit(&mut self.wbuf) == 0 {
-                    if self.wbuf.capacity() > IDLE_WRITE_CAPACITY {
-                        self.wbuf = Vec::new();
-                    }
-                    break;
-                }
-                progress = true;
-            }
-            if self.write_failed {
-                // Nothing can reach the peer any more: discard.
-                self.wpos = self.wbuf.len();
-                continue;
-            }
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    self.wpos += n;
+        match self.conn.transmit_to(&mut sink) {
+            Ok(n) => {
+                if n > 0 {
                     self.unflushed = true;
                     progress = true;
                 }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(_) => {
-                    // EPIPE, ECONNRESET or a zero-length write: the transport
-                    // is gone. The core knows only "the transport ended".
-                    self.write_failed = true;
-                    self.read_done = true;
-                    self.wpos = self.wbuf.len();
-                    self.conn.handle_eof(now);
-                    progress = true;
-                }
-                Poll::Pending => break,
+            }
+            Err(_) => {
+                // EPIPE, ECONNRESET or a zero-length write: the transport
+                // is gone. The core knows only "the transport ended".
+                self.fail_write(now);
+                return true;
             }
         }
-        if self.unflushed && self.wpos >= self.wbuf.len() && !self.write_failed {
+        if self.unflushed && !self.conn.wants_write() {
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
                 Poll::Ready(Err(_)) => {
                     self.unflushed = false;
-                    self.write_failed = true;
-                    self.read_done = true;
-                    self.conn.handle_eof(now);
+                    self.fail_write(now);
                     progress = true;
                 }
                 Poll::Pending => {}
@@ -177,12 +157,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         progress
     }
 
+    fn fail_write(&mut self, now: Instant) {
+        self.write_failed = true;
+        self.read_done = true;
+        self.conn.handle_eof(now);
+    }
+
     fn poll_read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         if self.read_done || !self.conn.wants_read() {
             return false;
         }
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut buf = ReadBuf::new(&mut chunk);
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut chunk);
         match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().is_empty() {
@@ -256,7 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     fn poll_finish(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let overran = self.drain_deadline(now).is_some_and(|d| d <= now);
-        let done = self.conn.is_finished() && self.wpos >= self.wbuf.len();
+        let done = self.conn.is_finished();
         if !(done || overran) {
             return false;
         }
@@ -269,5 +255,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         }
         self.finished = true;
         true
+    }
+}
+
+/// The socket as a `std::io::Write` for one poll: `Pending` is `WouldBlock`
+/// (the socket has registered the waker).
+struct SyncWrite<'a, 'b, S> {
+    io: &'a mut S,
+    cx: &'a mut Context<'b>,
+}
+
+impl<S: AsyncWrite + Unpin> io::Write for SyncWrite<'_, '_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, bufs) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
