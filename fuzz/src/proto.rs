@@ -474,7 +474,7 @@ struct Req {
 
 #[derive(Debug, Clone)]
 enum SState {
-    /// No registration (or the last one was refused, or replaced).
+    /// No registration (or the last one was refused).
     Connected,
     /// A registration awaits the application; requests are held.
     Registering {
@@ -484,6 +484,9 @@ enum SState {
     Registered {
         client_id: String,
     },
+    /// Replaced by a newer connection of its client: nothing goes out on it
+    /// and nothing it sends is taken; its requests in flight are forgotten.
+    Replaced,
 }
 
 #[derive(Debug)]
@@ -493,8 +496,6 @@ struct SConn {
     in_flight: BTreeSet<u64>,
     /// The streams it gets frames of.
     streams: Vec<String>,
-    /// Another connection of its client replaced it at some point.
-    replaced: bool,
 }
 
 #[derive(Debug, Default)]
@@ -555,7 +556,8 @@ struct World {
     gone: Option<ConnectionId>,
     clients: HashMap<String, ConnectionId>,
     logs: BTreeMap<String, Log>,
-    /// Requests handed to the application and not answered.
+    /// Requests handed to the application and not answered (a replaced
+    /// connection's included: answering them is refused).
     app: Vec<(ConnectionId, u64)>,
 }
 
@@ -1041,7 +1043,12 @@ impl World {
                     }
                 }
             }
-            assert!(self.conns.contains_key(&to), "sent to a closed connection");
+            let open = self.conns.get(&to).map(|c| &c.state);
+            assert!(open.is_some(), "sent to a closed connection");
+            assert!(
+                !matches!(open, Some(SState::Replaced)),
+                "sent on a replaced connection"
+            );
             if self.link == Some(to) {
                 self.s2c.push_back(message);
             }
@@ -1049,11 +1056,8 @@ impl World {
         assert_eq!(self.server.connections(), self.conns.len());
         for (id, conn) in &self.conns {
             let max = self.scfg.max_in_flight;
-            // A replaced connection keeps the requests it had in flight, and
-            // once registered again takes new ones besides: the bound holds
-            // for the others.
             assert!(
-                conn.replaced || conn.in_flight.len() <= max,
+                conn.in_flight.len() <= max,
                 "connection {id:?} has {} requests in flight (max {max})",
                 conn.in_flight.len()
             );
@@ -1084,22 +1088,43 @@ impl World {
             Ok(Body::Register(r)) => self.registration_ok(r),
             _ => false,
         };
-        let Some(c) = self.conns.get_mut(&conn) else {
-            assert_eq!(result, Ok(()), "a message on a closed connection");
+        let Some(c) = self
+            .conns
+            .get_mut(&conn)
+            .filter(|c| !matches!(c.state, SState::Replaced))
+        else {
+            assert_eq!(
+                result,
+                Ok(()),
+                "a message on a closed or replaced connection"
+            );
             self.server_after(want, tx);
             return;
         };
+        // A request id handed to the application or held.
+        let in_flight = |c: &SConn, id: u64| {
+            c.in_flight.contains(&id)
+                || matches!(&c.state, SState::Registering { held, .. }
+                    if held.iter().any(|h| h.id == id))
+        };
         match decoded {
-            Err(e) => {
-                assert_eq!(result.as_ref(), Err(&e), "the server's error is decode's");
-                if let Some(id) = e.request_id() {
-                    let status = match e {
-                        ProtoError::UnsupportedVersion { .. } => Status::UnsupportedVersion,
-                        _ => Status::InvalidRequest,
-                    };
-                    tx.push(Tx::Error(conn, id, status));
+            Err(e) => match e.request_id() {
+                // Malformed or not, a repeat of an id in flight is a
+                // duplicate: dropped, no second result for the id.
+                Some(id) if in_flight(c, id) => {
+                    assert_eq!(result, Err(ProtoError::DuplicateRequest { id }));
                 }
-            }
+                carried => {
+                    assert_eq!(result.as_ref(), Err(&e), "the server's error is decode's");
+                    if let Some(id) = carried {
+                        let status = match e {
+                            ProtoError::UnsupportedVersion { .. } => Status::UnsupportedVersion,
+                            _ => Status::InvalidRequest,
+                        };
+                        tx.push(Tx::Error(conn, id, status));
+                    }
+                }
+            },
             Ok(Body::Register(r)) => {
                 if !matches!(c.state, SState::Connected) {
                     assert!(
@@ -1122,12 +1147,11 @@ impl World {
                 }
             }
             Ok(Body::Request(q)) => {
-                let held_dup = matches!(&c.state, SState::Registering { held, .. }
-                    if held.iter().any(|h| h.id == q.id));
-                if c.in_flight.contains(&q.id) || held_dup {
+                if in_flight(c, q.id) {
                     assert_eq!(result, Err(ProtoError::DuplicateRequest { id: q.id }));
                 } else {
                     match &mut c.state {
+                        SState::Replaced => unreachable!("filtered out above"),
                         SState::Connected => {
                             assert!(
                                 matches!(&result, Err(e) if unexpected(e, "Request", Some(q.id))),
@@ -1209,11 +1233,11 @@ impl World {
             .insert(register.client_id.clone(), conn)
             .filter(|&old| old != conn)
         {
-            if let Some(o) = self.conns.get_mut(&old) {
-                o.state = SState::Connected;
-                o.replaced = true;
-            }
             self.unsubscribe(old);
+            if let Some(o) = self.conns.get_mut(&old) {
+                o.state = SState::Replaced;
+                o.in_flight.clear();
+            }
             want.push(ServerEvent::Replaced {
                 old,
                 new: conn,
@@ -1299,6 +1323,11 @@ impl World {
         let mut tx = Vec::new();
         match self.conns.get_mut(&conn) {
             None => assert_eq!(r, Err(ServerError::UnknownConnection(conn))),
+            Some(c) if matches!(c.state, SState::Replaced) => {
+                // The result is dropped: the application is done with it.
+                assert_eq!(r, Err(ServerError::Replaced(conn)));
+                self.app.retain(|&x| x != (conn, id));
+            }
             Some(c) if !c.in_flight.contains(&id) => assert_eq!(
                 r,
                 Err(ServerError::NoSuchRequest {
@@ -1361,7 +1390,6 @@ impl World {
                         state: SState::Connected,
                         in_flight: BTreeSet::new(),
                         streams: Vec::new(),
-                        replaced: false,
                     },
                 );
                 Some(id)
@@ -1581,8 +1609,9 @@ impl World {
 
     /// The end of a run: the application accepts every registration and
     /// answers every request it was handed (each `respond` must succeed and
-    /// send its result), everything in flight is delivered, then time runs
-    /// past every deadline: no client request is left pending.
+    /// send its result, except on a replaced connection, where it must be
+    /// refused and send nothing), everything in flight is delivered, then
+    /// time runs past every deadline: no client request is left pending.
     fn finish(&mut self) {
         for _ in 0..4 {
             let registering: Vec<ConnectionId> = self
@@ -1637,7 +1666,9 @@ fn as_message(bytes: &[u8], text: bool) -> Message {
 ///   timeout (10 s, 1 ms, 1 s, 0).
 ///
 /// Every message either side takes goes through [`check_decode`] first,
-/// and the error a session returns for it is `decode`'s. The harness keeps
+/// and the error a session returns for it is `decode`'s (except that the
+/// server reports a repeat of a request id in flight as a duplicate,
+/// malformed or not). The harness keeps
 /// a model of both sessions from their documentation and checks, after
 /// every call, that the events and the messages sent are exactly the
 /// model's:
@@ -1660,16 +1691,17 @@ fn as_message(bytes: &[u8], text: bool) -> Message {
 ///   breaks a rule is refused at once, a good one awaits the application);
 ///   every request that arrives gets exactly one `Result` (not registered,
 ///   held then run or refused, too many in flight, malformed, other
-///   version; or the application's), a repeated id in flight is refused;
-///   at most `max_in_flight` requests in flight per connection (one never
-///   replaced);
-///   `respond` fails for an unknown connection or a request not in flight
-///   and sends nothing; an accepted registration sends the ack first, then
-///   the frames each resuming stream missed, then live frames in sequence,
-///   and replaces the client's previous connection; `publish` numbers
-///   frames per stream from 1 and sends them to the subscribers only; at
-///   most `max_connections`; nothing is sent to a closed connection; no
-///   message for an unknown connection is taken.
+///   version; or the application's), a repeated id in flight, well-formed
+///   or not, is dropped as a duplicate with no result; at most
+///   `max_in_flight` requests in flight per connection; `respond` fails
+///   for an unknown or replaced connection or a request not in flight and
+///   sends nothing; an accepted registration sends the ack first, then the
+///   frames each resuming stream missed, then live frames in sequence, and
+///   replaces the client's previous connection, which from then on gets
+///   nothing, has nothing it sends taken, and has its requests in flight
+///   forgotten; `publish` numbers frames per stream from 1 and sends them
+///   to the subscribers only; at most `max_connections`; nothing is sent to
+///   a closed connection; no message for an unknown connection is taken.
 ///
 /// At the end the application accepts every registration and answers
 /// every request it was handed, all in flight is delivered, and time runs

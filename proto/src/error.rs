@@ -7,7 +7,9 @@ use crate::codec::PROTOCOL_VERSION;
 
 /// A message from the peer that this side could not use. The connection
 /// stays up: the message is skipped, and when it carried a request id the
-/// request is answered (server) or failed (client) explicitly.
+/// request is answered (server) or failed (client) explicitly, once: on the
+/// server a repeat of an id in flight is a [`DuplicateRequest`](Self::DuplicateRequest)
+/// and gets no answer of its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtoError {
@@ -60,8 +62,12 @@ pub enum ProtoError {
         /// The stream's name.
         stream: String,
     },
-    /// A request whose id is already in flight on this connection (the first
-    /// one is still answered; this one is dropped).
+    /// A request whose id is already in flight on this connection: the
+    /// first one is still answered; this one is dropped and gets no
+    /// `Result`. This holds whether the repeat is well-formed or not: a
+    /// malformed message carrying the id of a request in flight is reported
+    /// as this rather than as what is wrong with it, so that no second
+    /// `Result` goes out for that id.
     #[error("request id {id} is already in flight on this connection")]
     DuplicateRequest {
         /// The repeated id.
@@ -154,6 +160,12 @@ pub enum ServerError {
     /// No connection with this id (never opened, or already gone).
     #[error("no connection {0:?}")]
     UnknownConnection(crate::ConnectionId),
+    /// The connection was replaced by a newer connection of its client
+    /// ([`ServerEvent::Replaced`](crate::ServerEvent::Replaced)): nothing
+    /// more is sent on it, so a result for one of its requests is dropped
+    /// (the client resends or fails the request on its new connection).
+    #[error("connection {0:?} was replaced by a newer connection of its client")]
+    Replaced(crate::ConnectionId),
     /// The connection has no registration awaiting a decision.
     #[error("connection {0:?} has no registration awaiting a decision")]
     NoPendingRegistration(crate::ConnectionId),

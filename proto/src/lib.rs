@@ -88,7 +88,8 @@
 //! envelope carries [`PROTOCOL_VERSION`]; a message of another version, a
 //! malformed one or one of an unknown kind is refused with a typed
 //! [`ProtoError`], answered with an error `Result` when it carried a
-//! request id, and the connection stays up.
+//! request id (unless a request with that id is already in flight: a
+//! duplicate, dropped), and the connection stays up.
 //!
 //! ## Reconnects
 //!

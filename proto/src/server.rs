@@ -122,8 +122,14 @@ pub enum ServerEvent {
         /// The request.
         request: Request,
     },
-    /// A client registered again on a new connection; the old connection no
-    /// longer gets frames or results and should be closed.
+    /// A client registered again on a new connection, which replaces the
+    /// old one for good: nothing more is sent on the old connection (no
+    /// frames, no results) and nothing it sends is taken (its messages are
+    /// ignored, a `Register` included). The requests it had in flight can no
+    /// longer be answered: [`ServerSession::respond`] for them reports
+    /// [`ServerError::Replaced`] and sends nothing (the client resends or
+    /// fails them on its new connection). Close the old connection and
+    /// [`disconnect`](ServerSession::disconnect) it.
     Replaced {
         /// The old connection.
         old: ConnectionId,
@@ -146,6 +152,9 @@ enum ConnState {
     },
     /// Registered as this client.
     Registered { client_id: String },
+    /// Replaced by a newer connection of its client: nothing more goes out
+    /// on it or is taken from it, until it is disconnected.
+    Replaced,
 }
 
 #[derive(Debug)]
@@ -153,6 +162,16 @@ struct Conn {
     state: ConnState,
     in_flight: HashSet<u64>,
     streams: Vec<String>,
+}
+
+impl Conn {
+    /// Whether a request with this id is in flight: handed to the
+    /// application and not answered, or held while it decides.
+    fn has_request(&self, id: u64) -> bool {
+        self.in_flight.contains(&id)
+            || matches!(&self.state, ConnState::Registering { held, .. }
+                if held.iter().any(|r| r.id == id))
+    }
 }
 
 #[derive(Debug)]
@@ -199,6 +218,16 @@ impl StreamLog {
 ///   application's, or an error one (malformed, unknown version, not
 ///   registered, too many in flight). A malformed message never ends the
 ///   connection.
+/// - A request whose id is already in flight on its connection (handed to
+///   the application, or held) is a duplicate, well-formed or not: it is
+///   dropped with [`ProtoError::DuplicateRequest`] and gets no `Result`;
+///   the first one keeps its single answer.
+/// - At most [`max_in_flight`](ServerSessionConfig::max_in_flight)
+///   requests per connection are handed to the application and not
+///   answered.
+/// - A connection whose client registers on another one is replaced
+///   ([`ServerEvent::Replaced`]): from then on nothing is sent on it and
+///   nothing it sends is taken, until it is disconnected.
 /// - Frames are numbered per stream from 1 and the last
 ///   [`history`](ServerSessionConfig::history) of them kept: a client that
 ///   resumes gets what it missed, from its last sequence number in this
@@ -328,25 +357,33 @@ impl ServerSession {
     }
 
     /// Takes one message that arrived on `connection` (ignored if the
-    /// connection is unknown: it may have just been disconnected).
+    /// connection is unknown, as it may have just been disconnected, or
+    /// replaced).
     ///
     /// # Errors
     ///
     /// A [`ProtoError`] for a malformed, unknown or unexpected message. The
     /// connection stays; if the message carried a request id, an error
-    /// `Result` for it is queued.
+    /// `Result` for it is queued, unless a request with that id is already
+    /// in flight on this connection: then the message is a duplicate,
+    /// reported as [`ProtoError::DuplicateRequest`] and dropped.
     pub fn handle_message(
         &mut self,
         connection: ConnectionId,
         message: &Message,
     ) -> Result<(), ProtoError> {
-        if !self.conns.contains_key(&connection) {
-            return Ok(());
+        match self.conns.get(&connection) {
+            Some(conn) if !matches!(conn.state, ConnState::Replaced) => {}
+            // Unknown (maybe just disconnected) or replaced: nothing is taken.
+            _ => return Ok(()),
         }
         let body = match decode(message) {
             Ok(body) => body,
             Err(error) => {
                 if let Some(id) = error.request_id() {
+                    if self.conns[&connection].has_request(id) {
+                        return Err(ProtoError::DuplicateRequest { id });
+                    }
                     let status = match error {
                         ProtoError::UnsupportedVersion { .. } => Status::UnsupportedVersion,
                         _ => Status::InvalidRequest,
@@ -372,7 +409,8 @@ impl ServerSession {
     /// then the frames each resuming stream missed, then live frames; the
     /// requests held meanwhile are handed out as [`ServerEvent::Request`]. A
     /// connection of the same client id is replaced
-    /// ([`ServerEvent::Replaced`]).
+    /// ([`ServerEvent::Replaced`]): it gets nothing more, and its requests
+    /// in flight can no longer be answered.
     ///
     /// # Errors
     ///
@@ -401,7 +439,8 @@ impl ServerSession {
             .filter(|&old| old != connection)
         {
             if let Some(old_conn) = self.conns.get_mut(&old) {
-                old_conn.state = ConnState::Connected;
+                old_conn.state = ConnState::Replaced;
+                old_conn.in_flight.clear();
                 let streams = std::mem::take(&mut old_conn.streams);
                 self.unsubscribe(old, &streams);
             }
@@ -492,9 +531,12 @@ impl ServerSession {
     ///
     /// # Errors
     ///
-    /// [`ServerError::UnknownConnection`] when the connection is gone (the
-    /// result is dropped: the client resends or fails the request),
-    /// [`ServerError::NoSuchRequest`] when the request is not in flight.
+    /// Nothing is sent when it fails:
+    /// [`ServerError::UnknownConnection`] when the connection is gone and
+    /// [`ServerError::Replaced`] when it was replaced by a newer connection
+    /// of its client (in both cases the result is dropped: the client
+    /// resends or fails the request), [`ServerError::NoSuchRequest`] when
+    /// the request is not in flight.
     pub fn respond(
         &mut self,
         connection: ConnectionId,
@@ -504,6 +546,9 @@ impl ServerSession {
             .conns
             .get_mut(&connection)
             .ok_or(ServerError::UnknownConnection(connection))?;
+        if matches!(conn.state, ConnState::Replaced) {
+            return Err(ServerError::Replaced(connection));
+        }
         if !conn.in_flight.remove(&result.request_id) {
             return Err(ServerError::NoSuchRequest {
                 connection,
@@ -598,14 +643,13 @@ impl ServerSession {
         let Some(conn) = self.conns.get_mut(&connection) else {
             return Ok(());
         };
-        if conn.in_flight.contains(&request.id)
-            || matches!(&conn.state, ConnState::Registering { held, .. }
-                if held.iter().any(|r| r.id == request.id))
-        {
+        if conn.has_request(request.id) {
             return Err(ProtoError::DuplicateRequest { id: request.id });
         }
         let busy = conn.in_flight.len() >= max_in_flight;
         match &mut conn.state {
+            // Not reached: handle_message ignores a replaced connection.
+            ConnState::Replaced => Ok(()),
             ConnState::Connected => {
                 let id = request.id;
                 self.send_result(

@@ -1020,3 +1020,173 @@ fn connections_are_bounded() {
     server.disconnect(conn);
     assert!(server.connect().is_ok());
 }
+
+/// Registers `client_id` on `conn` and accepts it; drains what it sends.
+fn register_and_accept(server: &mut ServerSession, conn: ConnectionId, client_id: &str) {
+    let register = Register {
+        client_id: client_id.into(),
+        ..Register::default()
+    };
+    server
+        .handle_message(conn, &encode(Body::Register(register)))
+        .unwrap();
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::Register { connection, .. }) if connection == conn
+    ));
+    server.accept_registration(conn).unwrap();
+    while server.poll_transmit().is_some() {}
+}
+
+fn request_message(id: u64, kind: &str) -> Message {
+    encode(Body::Request(Request {
+        id,
+        kind: kind.into(),
+        payload: Bytes::new(),
+    }))
+}
+
+/// A replaced connection that registers again gets nothing more: not a
+/// registration, not requests beyond `max_in_flight` on top of the one it
+/// still had in flight (found by fuzzing).
+#[test]
+fn a_replaced_connection_cannot_register_again_or_take_requests() {
+    let mut server = ServerSession::new(ServerSessionConfig::new().with_max_in_flight(1), 1);
+    let a = server.connect().unwrap();
+    let b = server.connect().unwrap();
+    register_and_accept(&mut server, a, "c1");
+    server.handle_message(a, &request_message(1, "k")).unwrap();
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::Request { connection, request, .. }) if connection == a && request.id == 1
+    ));
+    register_and_accept(&mut server, b, "c1");
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::Replaced { old, new, .. }) if old == a && new == b
+    ));
+
+    // The old connection tries again: nothing it sends is taken.
+    let register = Register {
+        client_id: "c1".into(),
+        ..Register::default()
+    };
+    server
+        .handle_message(a, &encode(Body::Register(register)))
+        .unwrap();
+    server.handle_message(a, &request_message(2, "k")).unwrap();
+    assert_eq!(
+        server.accept_registration(a),
+        Err(ServerError::NoPendingRegistration(a))
+    );
+    assert_eq!(
+        server.refuse_registration(a, "no"),
+        Err(ServerError::NoPendingRegistration(a))
+    );
+    assert!(server.poll_event().is_none(), "request 2 handed out");
+    assert!(
+        server.poll_transmit().is_none(),
+        "sent on a replaced connection"
+    );
+    assert_eq!(server.client_id(a), None);
+    assert_eq!(server.client_id(b), Some("c1"));
+    for id in [1, 2] {
+        assert_eq!(
+            server.respond(a, RequestResult::ok(id, "late")),
+            Err(ServerError::Replaced(a))
+        );
+    }
+    assert!(server.poll_transmit().is_none());
+
+    // Closing it leaves the client registered on the new one.
+    server.disconnect(a);
+    assert_eq!(
+        server.respond(a, RequestResult::ok(1, "late")),
+        Err(ServerError::UnknownConnection(a))
+    );
+    assert_eq!(server.client_id(b), Some("c1"));
+}
+
+/// A replaced connection no longer gets results: answering a request it
+/// had in flight is refused with `ServerError::Replaced` and sends nothing
+/// (found by fuzzing).
+#[test]
+fn a_result_for_a_replaced_connection_is_refused_and_not_sent() {
+    let mut server = ServerSession::new(ServerSessionConfig::new(), 1);
+    let a = server.connect().unwrap();
+    let b = server.connect().unwrap();
+    register_and_accept(&mut server, a, "c1");
+    server.handle_message(a, &request_message(1, "k")).unwrap();
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::Request { .. })
+    ));
+    register_and_accept(&mut server, b, "c1");
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::Replaced { .. })
+    ));
+    assert_eq!(
+        server.respond(a, RequestResult::ok(1, "answer")),
+        Err(ServerError::Replaced(a))
+    );
+    assert!(server.poll_transmit().is_none());
+    // The new connection's own requests are answered as usual.
+    server.handle_message(b, &request_message(1, "k")).unwrap();
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::Request { connection, .. }) if connection == b
+    ));
+    server.respond(b, RequestResult::ok(1, "answer")).unwrap();
+    assert_eq!(server.poll_transmit().map(|(to, _)| to), Some(b));
+}
+
+/// A malformed request carrying the id of a request in flight is a
+/// duplicate: dropped, with no error `Result` that would end the client's
+/// request before its real answer (found by fuzzing).
+#[test]
+fn a_malformed_request_with_an_id_in_flight_is_a_dropped_duplicate() {
+    let mut w = World::new(ClientSessionConfig::new("c1"));
+    w.auto_answer = false;
+    w.connect();
+    let id = w.request("k", "x");
+    let (conn, _) = w.held[0].clone();
+    w.take_events();
+    for bad in [
+        request_message(id, ""),
+        with_version(
+            PROTOCOL_VERSION + 1,
+            Body::Request(Request {
+                id,
+                kind: "k".into(),
+                payload: Bytes::new(),
+            }),
+        ),
+    ] {
+        assert_eq!(
+            w.server.handle_message(conn, &bad),
+            Err(ProtoError::DuplicateRequest { id })
+        );
+        assert!(
+            w.server.poll_transmit().is_none(),
+            "an answer to a duplicate"
+        );
+    }
+    w.pump();
+    assert!(w.take_events().is_empty());
+    w.answer_held();
+    let events = w.take_events();
+    assert_eq!(results(&events), [(id, "x".into())]);
+    assert_eq!(events.len(), 1, "{events:?}");
+
+    // A malformed request with an id not in flight is still answered.
+    assert!(w
+        .server
+        .handle_message(conn, &request_message(id + 100, ""))
+        .is_err());
+    let (_, m) = w.server.poll_transmit().unwrap();
+    assert!(
+        matches!(decode(&m).unwrap(), Body::Result(r) if r.request_id == id + 100
+            && r.status() == Status::InvalidRequest)
+    );
+}
