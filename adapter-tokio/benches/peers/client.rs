@@ -55,9 +55,9 @@ pub(crate) async fn open(addr: SocketAddr, tls: Option<&Tls>, ws: bool) -> Resul
     };
     if ws {
         match &mut conn {
-            Conn::Plain(s) => upgrade(s).await?,
-            Conn::Tls(s) => upgrade(s.as_mut()).await?,
-        }
+            Conn::Plain(s) => upgrade(s, REQUEST).await?,
+            Conn::Tls(s) => upgrade(s.as_mut(), REQUEST).await?,
+        };
     }
     Ok(conn)
 }
@@ -66,8 +66,13 @@ const REQUEST: &[u8] = b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: webso
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 Sec-WebSocket-Version: 13\r\n\r\n";
 
-async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<(), Error> {
-    s.write_all(REQUEST).await?;
+/// Sends the upgrade `request` and reads the response up to its blank
+/// line; returns the response head once it is a 101.
+pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    request: &[u8],
+) -> Result<Vec<u8>, Error> {
+    s.write_all(request).await?;
     s.flush().await?;
     let mut response = Vec::with_capacity(256);
     let mut buf = [0u8; 512];
@@ -88,7 +93,7 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<(), Err
         )
         .into());
     }
-    Ok(())
+    Ok(response)
 }
 
 /// One connection's echo loop until `stop`; adds each echo to `count`.

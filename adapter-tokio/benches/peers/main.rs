@@ -10,14 +10,22 @@
 //! `WHARF_BENCH_SECS` seconds measured per run (default 0.5),
 //! `WHARF_BENCH_IDLE` idle connections (default 10,000, bounded by the file
 //! limit), `WHARF_BENCH_HS_PARALLEL` handshakes in flight (default 16),
-//! `WHARF_BENCH_SECTIONS` a comma list of `echo,idle,handshake` (default all),
-//! `WHARF_BENCH_CASES` a comma list of case indexes 0–4 (default all).
+//! `WHARF_BENCH_DEFLATE_IDLE` connections in the `deflate` section's memory
+//! table (default 1,000, bounded by the file limit: each holds its zlib
+//! state there), `WHARF_BENCH_SECTIONS` a comma list of
+//! `echo,idle,handshake,deflate` (default all), `WHARF_BENCH_CASES` a comma
+//! list of case indexes 0–4 (default all; the echo and deflate sections).
+//!
+//! `deflate`: wharf's servers with permessage-deflate negotiated against the
+//! same servers without it, on a compressible payload: echo throughput,
+//! bytes on the wire, and memory per connection (see `deflate.rs`).
 //!
 //! Every server runs on one thread pinned to core 0; the load client is the
 //! main thread, pinned to core 1. See each module for what it does.
 
 mod alloc;
 mod client;
+mod deflate;
 mod servers;
 mod tls;
 
@@ -44,6 +52,7 @@ struct Settings {
     runs: usize,
     secs: f64,
     idle: usize,
+    deflate_idle: usize,
     hs_parallel: usize,
     sections: Vec<String>,
     cases: Vec<usize>,
@@ -70,8 +79,9 @@ impl Settings {
             runs: env("WHARF_BENCH_RUNS", 3usize).max(1),
             secs: env("WHARF_BENCH_SECS", 0.5f64).max(0.05),
             idle: env("WHARF_BENCH_IDLE", 10_000usize),
+            deflate_idle: env("WHARF_BENCH_DEFLATE_IDLE", 1_000usize),
             hs_parallel: env("WHARF_BENCH_HS_PARALLEL", 16usize).max(1),
-            sections: list("WHARF_BENCH_SECTIONS", "echo,idle,handshake"),
+            sections: list("WHARF_BENCH_SECTIONS", "echo,idle,handshake,deflate"),
             cases: list("WHARF_BENCH_CASES", "0,1,2,3,4")
                 .iter()
                 .filter_map(|c| c.parse().ok())
@@ -194,6 +204,10 @@ fn main() {
             .push((kind, servers::start(kind, Some(&tls), slot + 1)));
         slot += 2;
     }
+    // Started only for their section: compression on in their config.
+    let deflate_servers = settings
+        .section("deflate")
+        .then(|| deflate::Servers::start(slot));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -207,6 +221,9 @@ fn main() {
         }
         if settings.section("handshake") {
             handshake_section(&settings, &fleet, &tls).await;
+        }
+        if let Some(servers) = &deflate_servers {
+            deflate::section(&settings, &fleet, servers).await;
         }
     });
     // The servers run forever on their threads.

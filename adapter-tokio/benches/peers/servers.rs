@@ -99,6 +99,27 @@ pub(crate) fn this_tid() -> u32 {
 /// Starts `kind`'s echo server on a thread pinned to core 0; it runs until
 /// the process exits.
 pub(crate) fn start(kind: Kind, tls: Option<&crate::tls::Tls>, slot: usize) -> Running {
+    spawn(kind, tls, slot, big_config())
+}
+
+/// Starts a wharf echo server (`kind` is `WharfMio` or `WharfTokio`) as
+/// [`start`] does, plain `ws`, with permessage-deflate enabled at
+/// `DeflateConfig::default()`: it accepts a client's offer.
+pub(crate) fn start_deflate(kind: Kind, slot: usize) -> Running {
+    assert!(kind.is_wharf(), "only wharf's servers compress");
+    let mut config = big_config();
+    config.deflate = Some(wharf_core::DeflateConfig::default());
+    spawn(kind, None, slot, config)
+}
+
+/// Starts `kind`'s echo server; `config` is the wharf servers' (the peers
+/// and the floors ignore it).
+fn spawn(
+    kind: Kind,
+    tls: Option<&crate::tls::Tls>,
+    slot: usize,
+    config: wharf_core::Config,
+) -> Running {
     let (tx, rx) = mpsc::channel();
     let (tid_tx, tid_rx) = mpsc::channel();
     let wharf_tls = tls.map(|t| t.wharf.clone());
@@ -110,7 +131,7 @@ pub(crate) fn start(kind: Kind, tls: Option<&crate::tls::Tls>, slot: usize) -> R
             alloc::claim(slot);
             let _ = tid_tx.send(this_tid());
             if kind == Kind::WharfMio {
-                return wharf_mio_server(wharf_tls, tx);
+                return wharf_mio_server(config, wharf_tls, tx);
             }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -119,7 +140,7 @@ pub(crate) fn start(kind: Kind, tls: Option<&crate::tls::Tls>, slot: usize) -> R
             rt.block_on(async move {
                 match kind {
                     Kind::WharfMio => unreachable!("handled above"),
-                    Kind::WharfTokio => wharf_tokio_server(wharf_tls, tx).await,
+                    Kind::WharfTokio => wharf_tokio_server(config, wharf_tls, tx).await,
                     _ => peer_server(kind, rustls_tls, tx).await,
                 }
             });
@@ -136,13 +157,17 @@ fn big_config() -> wharf_core::Config {
     config
 }
 
-fn wharf_mio_server(tls: Option<wharf_tokio::ServerTls>, tx: mpsc::Sender<SocketAddr>) {
+fn wharf_mio_server(
+    config: wharf_core::Config,
+    tls: Option<wharf_tokio::ServerTls>,
+    tx: mpsc::Sender<SocketAddr>,
+) {
     use mio::{Events, Poll};
     use wharf_core::{Accept, Event};
     use wharf_mio::{ServerOptions, WsServer};
 
     let mut options = ServerOptions::default();
-    options.config = big_config().into();
+    options.config = config.into();
     options.tls = tls;
     options.max_connections = 20_000;
     let mut poll = Poll::new().expect("a mio poll");
@@ -180,9 +205,13 @@ fn wharf_mio_server(tls: Option<wharf_tokio::ServerTls>, tx: mpsc::Sender<Socket
     }
 }
 
-async fn wharf_tokio_server(tls: Option<wharf_tokio::ServerTls>, tx: mpsc::Sender<SocketAddr>) {
+async fn wharf_tokio_server(
+    config: wharf_core::Config,
+    tls: Option<wharf_tokio::ServerTls>,
+    tx: mpsc::Sender<SocketAddr>,
+) {
     use wharf_tokio::{Server, ServerConfig};
-    let mut config = ServerConfig::new().with_config(big_config());
+    let mut config = ServerConfig::new().with_config(config);
     if let Some(tls) = tls {
         config = config.with_tls(tls);
     }
