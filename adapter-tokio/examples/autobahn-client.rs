@@ -1,12 +1,13 @@
 //! The Autobahn Testsuite's client testee (for `wstest -m fuzzingserver`) on
 //! wharf-tokio: runs every case the server offers, echoing each message, then
-//! asks the server to write its reports.
+//! asks the server to write its reports. Offers permessage-deflate (cases
+//! 12.* and 13.*).
 //!
 //! ```sh
 //! cargo run --release -p wharf-tokio --example autobahn-client -- --url ws://127.0.0.1:9001 [--ca PEM] [--agent NAME]
 //! ```
 
-use wharf_tokio::{connect, ClientConfig, ClientTls, Config, Message};
+use wharf_tokio::{connect, ClientConfig, ClientTls, Config, DeflateConfig, Message};
 
 /// Runs one connection: echoes messages (when `echo`) or collects them.
 async fn run(
@@ -47,6 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     core.max_message_size = 64 << 20;
     core.max_frame_size = 64 << 20;
     core.max_send_queue = 128 << 20;
+    core.deflate = Some(DeflateConfig::default());
     let mut config = ClientConfig::new()
         .with_config(core)
         .with_incoming_buffer(128, 128 << 20);

@@ -1,12 +1,13 @@
 //! The Autobahn Testsuite's echo server (testee for `wstest -m fuzzingclient`)
 //! on wharf-tokio, one `current_thread` runtime: echoes every message,
-//! accepts messages up to 64 MiB.
+//! accepts messages up to 64 MiB, and accepts permessage-deflate (cases
+//! 12.* and 13.*).
 //!
 //! ```sh
 //! cargo run --release -p wharf-tokio --example autobahn-server -- --listen 127.0.0.1:9001 [--cert PEM --key PEM]
 //! ```
 
-use wharf_tokio::{Config, Server, ServerConfig, ServerTls};
+use wharf_tokio::{Config, DeflateConfig, Server, ServerConfig, ServerTls};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     core.max_message_size = 64 << 20;
     core.max_frame_size = 64 << 20;
     core.max_send_queue = 128 << 20;
+    core.deflate = Some(DeflateConfig::default());
     let mut config = ServerConfig::new()
         .with_config(core)
         .with_incoming_buffer(128, 128 << 20);

@@ -808,7 +808,25 @@ impl Task {
                 session.in_core = 0;
             }
 
-            while let Some(event) = link.conn.poll_event() {
+            loop {
+                // While the events buffer is full, further messages stay in
+                // the connection, which then decodes (and inflates) no more
+                // frames; the socket is not read meanwhile either. A local
+                // close goes on regardless, and a closed connection decodes
+                // nothing more: what it holds is handed over.
+                if matches!(session.closing, Closing::No)
+                    && !link.conn.is_closed()
+                    && link.conn.has_events()
+                {
+                    let mut st = self.shared.lock();
+                    if st.events_full() {
+                        st.read_paused = true;
+                        break;
+                    }
+                }
+                let Some(event) = link.conn.poll_event() else {
+                    break;
+                };
                 progress = true;
                 match event {
                     Event::Open(open) => {

@@ -91,8 +91,9 @@ impl ClientConfig {
     }
 
     /// Bounds what waits for the reader: at most `messages` messages and
-    /// `bytes` payload bytes (the connection stops reading its socket
-    /// while either is reached; at least 1 of each).
+    /// `bytes` payload bytes (at least 1 of each). While either is reached
+    /// the connection stops reading its socket and decoding what it has
+    /// read; the last message taken may pass the byte bound.
     #[must_use]
     pub fn with_incoming_buffer(mut self, messages: usize, bytes: usize) -> Self {
         self.buffers.incoming_messages = messages.max(1);

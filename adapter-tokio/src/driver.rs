@@ -2,6 +2,14 @@
 //! and the core `Connection` (through a [`Link`]), moves messages between
 //! them and the handles' bounded buffers, and ends — closing the socket —
 //! when the connection is finished or when every handle is gone.
+//!
+//! Backpressure on what arrives: while the reader's buffer is full, the
+//! driver neither reads the socket nor takes the connection's events. The
+//! connection then gets no new bytes, and with permessage-deflate it stops
+//! inflating once 256 KiB of output wait in its events, so what a
+//! connection holds stays bounded by the reader's buffer plus the core's
+//! own bound whatever the compression ratio, and the peer's writes meet a
+//! full TCP window.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,12 +18,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use wharf_core::{CloseCode, Connection, Event, Message};
+use wharf_core::{CloseCode, Connection, Event};
 
 use crate::config::Decider;
 use crate::link::{now, Link};
 use crate::server::Registration;
-use crate::shared::{register, wake, Shared};
+use crate::shared::{register, wake, Outgoing, Shared};
 use crate::websocket::abandoned;
 
 /// Most rounds per poll before the task yields to others.
@@ -43,7 +51,7 @@ pub(crate) struct Driver<S> {
     decide: Option<Decider>,
     /// A message taken from the outgoing buffer that the connection could
     /// not take yet (its own queue was full).
-    held: Option<Message>,
+    held: Option<Outgoing>,
     /// Messages taken from the outgoing buffer, ever.
     taken: u64,
     /// The last `written` count published to the writer.
@@ -126,7 +134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if self.link.conn.is_open() {
                 let before = st.outgoing.len();
                 loop {
-                    let message = match self.held.take() {
+                    let Outgoing { message, compress } = match self.held.take() {
                         Some(m) => m,
                         None => match st.outgoing.pop_front() {
                             Some(m) => {
@@ -136,8 +144,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                             None => break,
                         },
                     };
-                    if let Err(e) = self.link.conn.send(message) {
-                        self.held = Some(e.into_message());
+                    let sent = if compress {
+                        self.link.conn.send(message)
+                    } else {
+                        self.link.conn.send_uncompressed(message)
+                    };
+                    if let Err(e) = sent {
+                        self.held = Some(Outgoing {
+                            message: e.into_message(),
+                            compress,
+                        });
                         break;
                     }
                     progress = true;
@@ -212,10 +228,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         true
     }
 
-    /// Hands the connection's events to the handles.
+    /// Whether the connection's events stay in it for now because the
+    /// reader's buffer is full. Not taking them is what bounds memory:
+    /// `exchange` stops reading the socket meanwhile, and the core stops
+    /// inflating while its events wait (taking them would let it inflate
+    /// everything it has read, however much that expands). The reader
+    /// wakes the driver when it takes a message.
+    ///
+    /// Not held when nobody reads (messages are dropped), after a local
+    /// close (what does not fit is dropped, so that the closing handshake
+    /// goes on), and once the connection has closed: it decodes nothing
+    /// more then, so what it holds is all there is, and the reader gets it
+    /// before the end.
+    fn events_held(&self) -> bool {
+        if !matches!(self.closing, Closing::No)
+            || self.link.conn.is_closed()
+            || !self.link.conn.has_events()
+        {
+            return false;
+        }
+        let mut st = self.shared.lock();
+        let held = st.reader_alive && st.incoming_full();
+        if held {
+            st.read_paused = true;
+        }
+        held
+    }
+
+    /// Hands the connection's events to the handles, while the reader has
+    /// room for them (see `events_held`).
     fn drain_events(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        while !self.failure_waits(cx) {
+        while !self.failure_waits(cx) && !self.events_held() {
             let Some(event) = self.link.conn.poll_event() else {
                 break;
             };
@@ -236,6 +280,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         let mut st = self.shared.lock();
                         let closing = !matches!(self.closing, Closing::No);
                         // After a local close, what does not fit is dropped.
+                        // Otherwise there is room (`events_held`), except
+                        // for the last messages of a connection that has
+                        // closed, which are already in memory.
                         if st.reader_alive && !(closing && st.incoming_full()) {
                             st.incoming_bytes += message.len();
                             st.incoming.push_back(message);
@@ -248,8 +295,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     let mut unsent = self.link.conn.take_unsent();
                     let wakers = {
                         let mut st = self.shared.lock();
-                        unsent.extend(self.held.take());
-                        unsent.extend(st.outgoing.drain(..));
+                        unsent.extend(self.held.take().map(|o| o.message));
+                        unsent.extend(st.outgoing.drain(..).map(|o| o.message));
                         st.unsent.append(&mut unsent);
                         st.closed = Some(info);
                         [st.reader.take(), st.writer.take()]
@@ -313,8 +360,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let mut unsent = self.link.conn.take_unsent();
         let wakers = {
             let mut st = self.shared.lock();
-            unsent.extend(self.held.take());
-            unsent.extend(st.outgoing.drain(..));
+            unsent.extend(self.held.take().map(|o| o.message));
+            unsent.extend(st.outgoing.drain(..).map(|o| o.message));
             st.unsent.append(&mut unsent);
             if st.closed.is_none() {
                 st.closed = Some(abandoned());
@@ -361,10 +408,9 @@ impl<S> Drop for Driver<S> {
             let mut unsent = self.link.conn.take_unsent();
             let wakers = {
                 let mut st = self.shared.lock();
-                unsent.extend(self.held.take());
+                unsent.extend(self.held.take().map(|o| o.message));
+                unsent.extend(st.outgoing.drain(..).map(|o| o.message));
                 st.unsent.append(&mut unsent);
-                let rest: Vec<Message> = st.outgoing.drain(..).collect();
-                st.unsent.extend(rest);
                 if st.closed.is_none() {
                     st.closed = Some(abandoned());
                 }

@@ -70,7 +70,10 @@
 //! [`ClientConfig::with_outgoing_buffer`], the core's `max_send_queue`):
 //! sending waits ([`WsWriter::send`], [`WsWriter::reserve`]) or hands the
 //! message back ([`WsWriter::try_send`], [`SendError`]), and a reader that
-//! falls behind makes its connection stop reading the socket.
+//! falls behind makes its connection stop reading the socket and decoding
+//! (or, with permessage-deflate, inflating) further messages, so the peer
+//! meets TCP backpressure and memory stays bounded whatever the
+//! compression ratio.
 //!
 //! ## Staying connected
 //!
@@ -119,6 +122,6 @@ pub use websocket::{Permit, WebSocket, WsReader, WsWriter};
 
 pub use wharf_core;
 pub use wharf_core::{
-    Accept, ClientRequest, ClientTls, CloseCode, CloseInfo, Config, Initiator, Message, Open,
-    Reconnect, ReconnectConfig, Reject, Request, Response, ServerTls,
+    Accept, ClientRequest, ClientTls, CloseCode, CloseInfo, Config, DeflateConfig, Initiator,
+    Message, Open, Reconnect, ReconnectConfig, Reject, Request, Response, ServerTls,
 };

@@ -61,7 +61,7 @@ pub(crate) struct State {
     /// Messages for the driver, oldest first. At most
     /// `buffers.outgoing_messages`, plus one from a `send` whose wait was
     /// cancelled.
-    pub(crate) outgoing: VecDeque<Message>,
+    pub(crate) outgoing: VecDeque<Outgoing>,
     /// Messages the writer has queued, ever.
     pub(crate) submitted: u64,
     /// The first `written` of them have been written to the socket.
@@ -74,7 +74,8 @@ pub(crate) struct State {
     // ---- driver → reader ----
     pub(crate) incoming: VecDeque<Message>,
     pub(crate) incoming_bytes: usize,
-    /// The driver stopped reading because `incoming` was full.
+    /// The driver stopped reading (and taking the connection's events)
+    /// because `incoming` was full: the reader wakes it once there is room.
     pub(crate) read_paused: bool,
     /// The opening handshake's outcome, until `connect` / `accept` takes it.
     pub(crate) open: Option<Open>,
@@ -98,13 +99,23 @@ pub(crate) struct State {
     pub(crate) writer: Option<Waker>,
 }
 
+/// A message queued by the writer for the driver.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) message: Message,
+    /// Whether permessage-deflate, when in use, may compress it (`false`
+    /// from `send_uncompressed`).
+    pub(crate) compress: bool,
+}
+
 impl State {
     /// No more messages are taken from the writer.
     pub(crate) fn send_closed(&self) -> bool {
         self.closed.is_some() || self.close_request.is_some() || self.finished
     }
 
-    /// The reader's buffer is full (the driver then stops reading).
+    /// The reader's buffer is full (the driver then stops reading, and
+    /// leaves further messages in the connection).
     pub(crate) fn incoming_full(&self) -> bool {
         self.incoming.len() >= self.buffers.incoming_messages
             || self.incoming_bytes >= self.buffers.incoming_bytes

@@ -17,7 +17,7 @@ use futures_sink::Sink;
 use wharf_core::{CloseCode, CloseInfo, Initiator, Message, Open, Request, Response};
 
 use crate::error::{from_close, Error, SendError};
-use crate::shared::{register, wake, Shared};
+use crate::shared::{register, wake, Outgoing, Shared};
 
 /// What the opening handshake settled.
 #[derive(Debug, Default)]
@@ -29,7 +29,9 @@ pub(crate) struct Session {
 /// An open WebSocket connection on tokio: receive with [`recv`](Self::recv)
 /// (or as a [`Stream`]), send with [`send`](Self::send), [`try_send`](Self::try_send)
 /// or [`reserve`](Self::reserve) (or as a [`Sink`]), and [`split`](Self::split)
-/// it into halves owned by different tasks.
+/// it into halves owned by different tasks. With permessage-deflate
+/// negotiated, [`send_uncompressed`](Self::send_uncompressed) sends a
+/// message as it is.
 ///
 /// A driver task owns the socket and the protocol state and runs the
 /// core's timers (keepalive, pong deadline, close timeout) on its own.
@@ -156,6 +158,21 @@ impl WebSocket {
     /// (see [`WsWriter::try_send`]).
     pub fn try_send(&mut self, message: Message) -> Result<(), SendError> {
         self.writer.try_send(message)
+    }
+
+    /// As [`send`](Self::send), but the message is never compressed (see
+    /// [`WsWriter::send_uncompressed`]). Cancel-safe like `send`.
+    pub fn send_uncompressed(
+        &mut self,
+        message: Message,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + '_ {
+        self.writer.send_uncompressed(message)
+    }
+
+    /// As [`try_send`](Self::try_send), but the message is never compressed
+    /// (see [`WsWriter::send_uncompressed`]).
+    pub fn try_send_uncompressed(&mut self, message: Message) -> Result<(), SendError> {
+        self.writer.try_send_uncompressed(message)
     }
 
     /// Waits for room for one message (see [`WsWriter::reserve`]). Cancel-safe.
@@ -331,22 +348,76 @@ impl WsWriter {
     ///
     /// `Ok` means queued. If the connection ends before the message went
     /// out, [`take_unsent`](Self::take_unsent) hands it back.
+    ///
+    /// With permessage-deflate negotiated (RFC 7692, [`Config::deflate`](wharf_core::Config::deflate)),
+    /// messages of at least
+    /// [`DeflateConfig::min_message_size`](wharf_core::DeflateConfig::min_message_size)
+    /// bytes are compressed; see [`send_uncompressed`](Self::send_uncompressed)
+    /// for those that should not be.
     pub fn send(
         &mut self,
         message: Message,
     ) -> impl Future<Output = Result<(), SendError>> + Send + '_ {
-        let queued = self.enqueue(message, 1);
-        async move {
-            queued?;
-            poll_fn(|cx| self.poll_back_within_bound(cx)).await;
-            Ok(())
-        }
+        self.send_as(message, true)
     }
 
     /// Queues `message` if the outgoing buffer has room; otherwise hands it
     /// back in [`SendError::Full`] (or [`SendError::Closed`]). Never waits.
     pub fn try_send(&mut self, message: Message) -> Result<(), SendError> {
-        self.enqueue(message, 0)
+        self.enqueue(message, 0, true)
+    }
+
+    /// As [`send`](Self::send) (queued at once, cancel-safe, in order with
+    /// every other message), but the message goes out uncompressed even
+    /// when permessage-deflate is in use: its frames have RSV1 clear (RFC
+    /// 7692 §6). Without compression negotiated it is the same as `send`.
+    ///
+    /// Use it for payloads that compressing would only make slower (already
+    /// compressed: images, video, archives; encrypted or random bytes), for
+    /// messages too small for compression to pay (below
+    /// [`DeflateConfig::min_message_size`](wharf_core::DeflateConfig::min_message_size)
+    /// they are sent uncompressed anyway), and for secrets that must not
+    /// share a compression window with data an attacker chooses (the
+    /// CRIME / BREACH attacks learn secrets from compressed sizes).
+    ///
+    /// ```no_run
+    /// use wharf_tokio::{connect, ClientConfig, Config, DeflateConfig, Message};
+    ///
+    /// # async fn run(jpeg: Vec<u8>) -> Result<(), wharf_tokio::Error> {
+    /// let mut core = Config::default();
+    /// core.deflate = Some(DeflateConfig::default());
+    /// let config = ClientConfig::new().with_config(core);
+    /// let mut ws = connect("ws://127.0.0.1:9001/", &config).await?;
+    /// ws.send(Message::text(r#"{"kind":"photo","size":1024}"#)).await?; // compressed
+    /// ws.send_uncompressed(Message::binary(jpeg)).await?; // already compressed
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_uncompressed(
+        &mut self,
+        message: Message,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + '_ {
+        self.send_as(message, false)
+    }
+
+    /// As [`try_send`](Self::try_send), but the message is never compressed
+    /// (see [`send_uncompressed`](Self::send_uncompressed)).
+    pub fn try_send_uncompressed(&mut self, message: Message) -> Result<(), SendError> {
+        self.enqueue(message, 0, false)
+    }
+
+    /// `send` and `send_uncompressed`: queue now, then wait for the bound.
+    fn send_as(
+        &mut self,
+        message: Message,
+        compress: bool,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + '_ {
+        let queued = self.enqueue(message, 1, compress);
+        async move {
+            queued?;
+            poll_fn(|cx| self.poll_back_within_bound(cx)).await;
+            Ok(())
+        }
     }
 
     /// Waits until the outgoing buffer has room for one message and returns
@@ -445,8 +516,9 @@ impl WsWriter {
         self.session.open.as_ref()?.subprotocol.as_deref()
     }
 
-    /// Queues `message` if fewer than `bound + slack` messages wait.
-    fn enqueue(&mut self, message: Message, slack: usize) -> Result<(), SendError> {
+    /// Queues `message` if fewer than `bound + slack` messages wait;
+    /// `compress` tells whether permessage-deflate may compress it.
+    fn enqueue(&mut self, message: Message, slack: usize, compress: bool) -> Result<(), SendError> {
         let driver = {
             let mut st = self.shared.lock();
             if st.send_closed() {
@@ -455,7 +527,7 @@ impl WsWriter {
             if st.outgoing.len() >= st.buffers.outgoing_messages + slack {
                 return Err(SendError::Full(message));
             }
-            st.outgoing.push_back(message);
+            st.outgoing.push_back(Outgoing { message, compress });
             st.submitted += 1;
             st.take_driver()
         };
@@ -507,7 +579,7 @@ impl Sink<Message> for WsWriter {
     /// is returned.
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
         let this = self.get_mut();
-        this.enqueue(item, 1).map_err(|e| {
+        this.enqueue(item, 1, true).map_err(|e| {
             this.shared.lock().unsent.push(e.into_message());
             Error::Closed
         })
@@ -542,7 +614,13 @@ impl Permit<'_> {
     /// Queues `message` in the room reserved. Fails only if the connection
     /// closed meanwhile, handing the message back.
     pub fn send(self, message: Message) -> Result<(), SendError> {
-        self.writer.enqueue(message, 1)
+        self.writer.enqueue(message, 1, true)
+    }
+
+    /// As [`send`](Self::send), but the message is never compressed (see
+    /// [`WsWriter::send_uncompressed`]).
+    pub fn send_uncompressed(self, message: Message) -> Result<(), SendError> {
+        self.writer.enqueue(message, 1, false)
     }
 }
 

@@ -13,12 +13,12 @@
 //! cycle 2,500 and the default is 5,000 cycles.
 //!
 //! This file is its own test binary with a single test, so the counting
-//! allocator sees only this test's allocations.
+//! allocator (`counting/`) sees only this test's allocations.
 
+mod counting;
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,56 +27,6 @@ use wharf_tokio::{
     ClientConfig, ClientEvent, ClientEvents, CloseCode, DisconnectReason, Message, ReconnectConfig,
     ReconnectingClient, Server, ServerConfig,
 };
-
-/// Counts the bytes currently allocated, around the system allocator.
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// The only `unsafe` of the crate: `GlobalAlloc` is an unsafe trait. Every
-// call is forwarded unchanged to `System`; only a counter is added.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees about `layout`.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator (so from `System`) with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` came from this allocator with `layout`; the caller
-        // guarantees `new_size` is valid for it.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE_BYTES.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        new
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 /// Default cycle count; `WHARF_SOAK_CYCLES` changes it.
 const DEFAULT_CYCLES: usize = 2_000;
@@ -99,7 +49,7 @@ struct Sample {
 fn sample() -> Sample {
     Sample {
         fds: fd_count(),
-        heap: LIVE_BYTES.load(Ordering::Relaxed),
+        heap: counting::live_bytes(),
         tasks: alive_tasks(),
     }
 }
