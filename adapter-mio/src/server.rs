@@ -256,11 +256,36 @@ impl WsServer {
         id: ConnId,
         message: Message,
     ) -> Result<(), SendError> {
+        self.send_with(registry, now, id, message, true)
+    }
+
+    /// Like [`send`](Self::send), but the message goes out uncompressed even
+    /// where permessage-deflate was agreed (see
+    /// [`WsStream::send_uncompressed`]).
+    pub fn send_uncompressed(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        id: ConnId,
+        message: Message,
+    ) -> Result<(), SendError> {
+        self.send_with(registry, now, id, message, false)
+    }
+
+    fn send_with(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        id: ConnId,
+        message: Message,
+        may_compress: bool,
+    ) -> Result<(), SendError> {
         let Some(slot) = self.live(id) else {
             return Err(SendError::NotOpen(message));
         };
         let r = match self.stream(slot) {
-            Some(s) => s.send(registry, now, message),
+            Some(s) if may_compress => s.send(registry, now, message),
+            Some(s) => s.send_uncompressed(registry, now, message),
             None => Err(SendError::NotOpen(message)),
         };
         self.after(registry, slot, now);

@@ -166,6 +166,22 @@ impl WsStream {
         Ok(())
     }
 
+    /// Like [`send`](Self::send), but the message goes out uncompressed even
+    /// where permessage-deflate was agreed: for payloads that are already
+    /// compressed or random (deflate would only cost time), and for secrets
+    /// sent next to data an attacker chooses (compression leaks their
+    /// length). Without the extension it is the same as `send`.
+    pub fn send_uncompressed(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        message: Message,
+    ) -> Result<(), SendError> {
+        self.conn.send_uncompressed(message)?;
+        self.drive(registry, now);
+        Ok(())
+    }
+
     /// Starts the closing handshake (§7.1.2).
     pub fn close(
         &mut self,

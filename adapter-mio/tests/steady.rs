@@ -3,6 +3,8 @@
 //! go through one buffer per thread, and messages are handed out of the input
 //! buffer without a copy.
 //!
+//! With permessage-deflate too, where `send_uncompressed` leaves RSV1 clear.
+//!
 //! The server runs on its own thread, counting the allocations that thread
 //! makes; the load is a blocking client on this thread sending pre-masked
 //! frames, one message in flight.
@@ -65,7 +67,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Runs an echo server until its one connection closes; returns the thread's
+/// Runs an echo server until its one connection closes (messages starting
+/// with `raw:` are echoed with `send_uncompressed`); returns the thread's
 /// allocation count and live heap bytes after each echoed message.
 fn serve(ready: mpsc::Sender<SocketAddr>, messages: usize, deflate: bool) -> Vec<(u64, isize)> {
     let mut options = ServerOptions::default();
@@ -102,6 +105,12 @@ fn serve(ready: mpsc::Sender<SocketAddr>, messages: usize, deflate: bool) -> Vec
                 Event::Request(_) => server
                     .accept(poll.registry(), now, id, Accept::default())
                     .unwrap(),
+                Event::Message(m) if m.payload().starts_with(b"raw:") => {
+                    server
+                        .send_uncompressed(poll.registry(), now, id, m)
+                        .unwrap();
+                    counts.push((allocs(), live()));
+                }
                 Event::Message(m) => {
                     server.send(poll.registry(), now, id, m).unwrap();
                     counts.push((allocs(), live()));
@@ -358,4 +367,31 @@ fn compressed_messages_allocate_nothing() {
         messages - warm
     );
     assert_eq!(steady, 0, "the server allocated {steady} times");
+}
+
+#[test]
+fn send_uncompressed_goes_out_without_rsv1() {
+    let (tx, rx) = mpsc::channel();
+    let server = std::thread::spawn(move || serve(tx, 2, true));
+    let mut s = open(
+        rx.recv().unwrap(),
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    );
+    let text = "raw: ".to_owned() + &"compressible ".repeat(40);
+    for (payload, rsv1) in [(&text[..], false), (&text[5..], true)] {
+        s.write_all(&masked(0x81, payload.as_bytes())).unwrap();
+        let (first, wire) = read_frames(&mut s);
+        assert_eq!(first & 0x40 != 0, rsv1, "RSV1 on the echo of {payload:?}");
+        if !rsv1 {
+            assert_eq!(wire, payload.as_bytes());
+        } else {
+            assert!(
+                wire.len() < payload.len() / 2,
+                "compressed: {} B",
+                wire.len()
+            );
+        }
+    }
+    s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]).unwrap();
+    assert_eq!(server.join().unwrap().len(), 2);
 }
