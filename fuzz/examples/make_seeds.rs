@@ -73,6 +73,35 @@ fn envelope(version: u32, body: Option<Body>) -> Vec<u8> {
     Envelope { version, body }.encode_to_vec()
 }
 
+/// An `Op::Writer`.
+fn writer(mode: u8, limit: u8, block: u8, interrupt: u8, fail: u8) -> Op {
+    Op::Writer {
+        mode,
+        limit,
+        block,
+        interrupt,
+        fail,
+    }
+}
+
+/// `Op::Writer` limits: `n` (1..=13) bytes per call; entry `i` of
+/// `SINK_MEDIUM`; a new size each call, up to `2 << v`.
+fn tiny(n: u8) -> u8 {
+    1 | (n - 1) << 2
+}
+
+fn medium(i: u8) -> u8 {
+    2 | i << 2
+}
+
+fn varying(v: u8) -> u8 {
+    3 | v << 2
+}
+
+fn send(kind: u8, len: u16, scale: u8) -> Op {
+    Op::Send { kind, len, scale }
+}
+
 fn frame(b0: u8, payload: &[u8], extra: u16, chunk: u8) -> Op {
     Op::Frame {
         b0,
@@ -176,6 +205,18 @@ fn main() {
             &cat(&[&[10], &splits2(5, 11), &masked]),
         );
     }
+
+    // Found by frame_decode: a compressed text message (stream mode) whose
+    // inflated bytes turn invalid UTF-8 before its DEFLATE data does, cut
+    // between the two; whole and cut it must end alike.
+    write(
+        t,
+        "deflate_utf8_error_before_bad_data_stream",
+        &[
+            0x0a, 0x02, 0x05, 0x00, 0x0b, 0x00, 0xc1, 0x8d, 0x37, 0x21, 0x3d, 0xc5, 0x3d, 0xfd,
+            0x33, 0xe8, 0x2a, 0x37,
+        ],
+    );
 
     let t = "handshake_request";
     // Flags: bits 0-1 decision, 2-3 max_header_bytes (3: 16 KiB), 4-5
@@ -487,6 +528,7 @@ fn main() {
                 ],
             ),
         );
+        connection_writer_seeds(t);
         connection_deflate_seeds(t, peer_b0_mask);
     }
 
@@ -593,6 +635,137 @@ fn rfc7692_frames() -> Vec<(&'static str, Frames)> {
             ],
         ),
     ]
+}
+
+/// `connection_*` seeds that write with `transmit_to` into a throttled sink
+/// (`Op::Writer`), with messages of 4 KiB and more in several frames: a
+/// server writes those frames straight from the message.
+fn connection_writer_seeds(t: &str) {
+    const ALWAYS: u8 = 0xFF;
+    // 4 KiB frames, one to seven bytes per write.
+    write(
+        t,
+        "writer_tiny_4k_frames",
+        &ops(
+            [0, 5],
+            &[
+                writer(ALWAYS, tiny(7), 0, 0, 0),
+                send(2, 12_000, 0),
+                send(1, 5000, 0),
+                Op::Ping { len: 4 },
+                frame(0x89, b"ping", 0, 0),
+                send(0, 100, 0),
+                writer(ALWAYS, tiny(1), 0, 0, 0),
+                send(2, 4500, 0),
+                Op::Close {
+                    code: 1000,
+                    reason: 2,
+                },
+                frame(0x88, &[0x03, 0xe8], 0, 0),
+            ],
+        ),
+    );
+    // 64 KiB frames of a 320 000-byte message, a sink that takes about a
+    // frame header and 4 KiB per call, would block now and then and is
+    // interrupted every third call.
+    write(
+        t,
+        "writer_blocking_64k_frames",
+        &ops(
+            [0, 0],
+            &[
+                writer(ALWAYS, medium(7), 0x24, 2, 0),
+                send(2, 40_000, 1),
+                send(0, 10, 0),
+                frame(0x89, b"ping", 0, 0),
+                Op::Advance { ms: 10 },
+                send(1, 6000, 0),
+                Op::TakeUnsent,
+                send(2, 5000, 0),
+                Op::Drain,
+                send(2, 65_000, 0),
+                writer(ALWAYS, medium(13), 0x01, 0, 0),
+                send(0, 9000, 1),
+                Op::Advance { ms: 1500 },
+            ],
+        ),
+    );
+    // Every other step `poll_transmit`, the rest `transmit_to` into a sink
+    // of varying sizes that blocks now and then: leftovers of one go out
+    // through the other.
+    write(
+        t,
+        "writer_mixed",
+        &ops(
+            [0, 0],
+            &[
+                writer(0xAA, varying(15), 0x11, 0, 0),
+                send(2, 8750, 1),
+                send(1, 4100, 0),
+                peer(0, 300, 0, b"", 0, 0, 0),
+                send(2, 20_000, 1),
+                Op::TakeUnsent,
+                send(0, 5000, 0),
+                Op::Close {
+                    code: 1001,
+                    reason: 0,
+                },
+                Op::Eof,
+            ],
+        ),
+    );
+    // The sink breaks on its 8th call, inside the first message.
+    write(
+        t,
+        "writer_broken_pipe",
+        &ops(
+            [0, 5],
+            &[
+                writer(ALWAYS, medium(5), 0, 0, 0xE2),
+                send(2, 30_000, 0),
+                send(0, 5000, 0),
+                send(1, 100, 0),
+                Op::TakeUnsent,
+                send(0, 10, 0),
+            ],
+        ),
+    );
+    // Lazy transmit: one `poll_transmit` batch per step, `transmit_to` the
+    // other half of the time.
+    write(
+        t,
+        "writer_lazy",
+        &ops(
+            [4, 0],
+            &[
+                writer(0x55, 0, 0x02, 0, 0),
+                send(2, 40_000, 1),
+                send(2, 40_000, 1),
+                frame(0x89, b"", 0, 0),
+                send(0, 4096, 0),
+                Op::TakeUnsent,
+                Op::Drain,
+            ],
+        ),
+    );
+    // A protocol violation while the sink holds back a large message and a
+    // Pong: the message is still flushed, then the Close.
+    write(
+        t,
+        "writer_blocked_then_failure",
+        &ops(
+            [0, 0],
+            &[
+                writer(ALWAYS, tiny(13), 0xFE, 0, 0),
+                send(2, 20_000, 0),
+                frame(0x89, b"ping", 0, 0),
+                frame(0x83, b"", 0, 0),
+                Op::Advance { ms: 100 },
+                writer(ALWAYS, 0, 0, 0, 0),
+                Op::Advance { ms: 100 },
+            ],
+        ),
+    );
 }
 
 /// `connection_*` seeds with permessage-deflate: config bit 7, then the
@@ -726,6 +899,23 @@ fn connection_deflate_seeds(t: &str, peer_masks: bool) {
     );
     // The same kind of bomb as literal bytes (4 MiB of zeros, about 4 KiB),
     // for the mutator to work on: one frame, in pieces of 255 bytes.
+    // Compressed and uncompressed large messages through a sink that takes
+    // 4097 bytes per call and would block now and then.
+    write(
+        t,
+        "deflate_writer",
+        &dops(
+            cfg(0x80, 0, DEFAULTS, DEFAULTS, 0x01),
+            &[
+                writer(0xFF, medium(6), 0x44, 0, 0),
+                send(2, 7500, 1),
+                send(2, 40_000, 3),
+                peer(1, 3000, 0, b"", 0, 0, 0),
+                send(1, 5000, 2),
+                send(0, 6000, 0),
+            ],
+        ),
+    );
     let payload = PeerDeflate::new(15, false, 9).zeros(4);
     let bytes = raw_frame(0xc2, peer_masks.then_some(KEY), &payload, 0);
     let ops: Vec<Op> = bytes
