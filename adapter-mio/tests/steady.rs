@@ -150,42 +150,6 @@ fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// Reads one binary message (the server may fragment it) into `out`, which
-/// has its exact length.
-fn read_message(s: &mut TcpStream, out: &mut [u8]) {
-    let mut filled = 0;
-    loop {
-        let mut head = [0u8; 2];
-        s.read_exact(&mut head).unwrap();
-        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
-        let len = match head[1] & 0x7F {
-            126 => {
-                let mut b = [0u8; 2];
-                s.read_exact(&mut b).unwrap();
-                u16::from_be_bytes(b) as usize
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                s.read_exact(&mut b).unwrap();
-                u64::from_be_bytes(b) as usize
-            }
-            n => n as usize,
-        };
-        let opcode = head[0] & 0x0F;
-        assert_eq!(
-            opcode,
-            if filled == 0 { 2 } else { 0 },
-            "binary, then continuations"
-        );
-        s.read_exact(&mut out[filled..filled + len]).unwrap();
-        filled += len;
-        if head[0] & 0x80 != 0 {
-            assert_eq!(filled, out.len());
-            return;
-        }
-    }
-}
-
 /// Connects and upgrades, with `extra` header lines in the request; returns
 /// the socket and checks the response is a 101.
 fn open(addr: SocketAddr, extra: &str) -> TcpStream {
@@ -222,16 +186,17 @@ fn echo(len: usize, messages: usize, quiet: Option<Duration>) -> Vec<(u64, isize
     let mut s = open(rx.recv().unwrap(), "");
 
     let frame = masked_frame(len);
-    let mut echoed = vec![0u8; len];
     for _ in 0..messages {
         s.write_all(&frame).unwrap();
-        read_message(&mut s, &mut echoed);
+        let (first, echoed) = read_frames(&mut s);
+        assert_eq!(first & 0x7F, 0x02, "binary, no RSV bits");
+        assert_eq!(echoed.len(), len);
         assert!(echoed.iter().enumerate().all(|(i, &b)| b == i as u8));
     }
     if let Some(quiet) = quiet {
         std::thread::sleep(quiet);
         s.write_all(&masked_frame(20)).unwrap();
-        read_message(&mut s, &mut [0u8; 20]);
+        assert_eq!(read_frames(&mut s).1.len(), 20);
     }
     // Close 1000, masked with a zero key.
     s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]).unwrap();
@@ -289,14 +254,21 @@ fn large_buffers_are_given_back_once_the_connection_is_quiet() {
     );
 }
 
-/// Reads frames up to the end of one message; returns the first frame's
-/// first byte and the payload.
+/// Reads frames up to the end of one message (the server may fragment it);
+/// returns the first frame's first byte and the payload.
 fn read_frames(s: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut first = None;
     let mut payload = Vec::new();
     loop {
         let mut head = [0u8; 2];
         s.read_exact(&mut head).unwrap();
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let opcode = head[0] & 0x0F;
+        assert_eq!(
+            opcode == 0,
+            first.is_some(),
+            "a data frame, then continuations"
+        );
         let len = match head[1] & 0x7F {
             126 => {
                 let mut b = [0u8; 2];
