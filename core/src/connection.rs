@@ -2,7 +2,7 @@
 //! frames ▸ messages, plus the closing handshake, keepalive and limits.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,11 +42,10 @@ pub enum Role {
 /// whole frames are never split, so one frame may go past it).
 const TRANSMIT_BATCH: usize = 256 * 1024;
 
-/// Unmasked data frames at least this long go out straight from the message
-/// (header and payload as two slices) instead of through the framing
-/// buffer: to the TLS session, or to the socket in `transmit_to`. One copy
-/// less per byte.
-const DIRECT_FRAME: usize = 4 * 1024;
+/// Unmasked data frames at least this long go to the TLS session straight
+/// from the message (header and payload as two slices) instead of through
+/// the framing buffer: one copy less per byte.
+const DIRECT_TLS_FRAME: usize = 4 * 1024;
 
 /// A buffer larger than this is given back to the allocator once the
 /// connection has been quiet for [`BUFFER_IDLE`], so idle connections stay
@@ -123,16 +122,6 @@ struct TxMessage {
     started: bool,
 }
 
-/// A data frame of the oldest queued message (bytes `start..end`) that
-/// `transmit_to` writes from the message itself.
-struct DirectFrame {
-    header: [u8; MAX_HEADER_LEN],
-    header_len: usize,
-    start: usize,
-    end: usize,
-    fin: bool,
-}
-
 /// The closing handshake (§7.1).
 #[derive(Default)]
 struct CloseState {
@@ -206,10 +195,6 @@ pub struct Connection {
     out: Vec<u8>,
     /// How much of `out` `transmit_to` already wrote (plaintext).
     out_pos: usize,
-    /// Set while `transmit_to` fills `out`: a large unmasked data frame is
-    /// then left in `next_direct` for the sink instead of copied into `out`.
-    direct_to_sink: bool,
-    next_direct: Option<DirectFrame>,
     /// Plaintext bytes of this `poll_transmit` batch that went to the TLS
     /// session directly rather than through `out`.
     direct_batch: usize,
@@ -352,8 +337,6 @@ impl Connection {
             deflate: None,
             out: Vec::new(),
             out_pos: 0,
-            direct_to_sink: false,
-            next_direct: None,
             direct_batch: 0,
             data: VecDeque::new(),
             queued_bytes: 0,
@@ -646,11 +629,22 @@ impl Connection {
         let mut written = 0;
         loop {
             match &mut self.transport {
-                Transport::Plain => match self.write_plain_to(sink, &mut written) {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(written),
-                    Err(e) => return Err(e),
-                },
+                Transport::Plain => {
+                    while self.out_pos < self.out.len() {
+                        match sink.write(&self.out[self.out_pos..]) {
+                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                            Ok(n) => {
+                                self.out_pos += n;
+                                written += n;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    self.out.clear();
+                    self.out_pos = 0;
+                }
                 Transport::Tls(tls) => {
                     while tls.wants_write() {
                         match tls.write_tls_to(sink) {
@@ -666,84 +660,14 @@ impl Connection {
             // Everything encoded went out: encode more, or stop.
             let encoded = match self.transport {
                 Transport::Plain => {
-                    self.direct_to_sink = true;
                     self.fill_out();
-                    self.direct_to_sink = false;
-                    self.out.len() + usize::from(self.next_direct.is_some())
+                    self.out.len()
                 }
                 Transport::Tls(_) => self.encode_tls(),
             };
             self.arm_shrink(0);
             if encoded == 0 {
                 return Ok(written);
-            }
-        }
-    }
-
-    /// Plaintext `transmit_to`: writes the rest of `out` and the frame
-    /// `fill_out` left for the sink, in one call where the sink takes
-    /// slices. Ok(false) when the sink would block.
-    fn write_plain_to(
-        &mut self,
-        sink: &mut dyn io::Write,
-        written: &mut usize,
-    ) -> io::Result<bool> {
-        loop {
-            // Only ever set within one `transmit_to` call: a frame not
-            // started when the sink blocks is framed again next time.
-            let direct = self.next_direct.take();
-            if self.out_pos == self.out.len() && direct.is_none() {
-                self.out.clear();
-                self.out_pos = 0;
-                return Ok(true);
-            }
-            let rest = &self.out[self.out_pos..];
-            let result = match &direct {
-                None => sink.write(rest),
-                Some(d) => {
-                    let payload = self
-                        .data
-                        .front()
-                        .map_or(&[][..], |tx| &tx.message.payload()[d.start..d.end]);
-                    sink.write_vectored(&[
-                        IoSlice::new(rest),
-                        IoSlice::new(&d.header[..d.header_len]),
-                        IoSlice::new(payload),
-                    ])
-                }
-            };
-            match result {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    *written += n;
-                    let from_out = n.min(rest.len());
-                    self.out_pos += from_out;
-                    if let Some(d) = direct {
-                        let into_frame = n - from_out;
-                        if into_frame == 0 {
-                            // Not started: keep it for the next round.
-                            self.next_direct = Some(d);
-                        } else {
-                            // Started: the rest of it goes through `out`.
-                            self.out.clear();
-                            self.out_pos = 0;
-                            let header = &d.header[..d.header_len];
-                            if into_frame < header.len() {
-                                self.out.extend_from_slice(&header[into_frame..]);
-                            }
-                            let skip = into_frame.saturating_sub(header.len());
-                            if let Some(tx) = self.data.front() {
-                                self.out.extend_from_slice(
-                                    &tx.message.payload()[d.start + skip..d.end],
-                                );
-                            }
-                            self.data_frame_written(d.start, d.end, d.fin);
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
         }
     }
@@ -1642,38 +1566,20 @@ impl Connection {
         };
         let fin = end == payload.len();
         let chunk = &payload[start..end];
-        let header = |len: usize| {
-            let mut hdr = [0u8; MAX_HEADER_LEN];
-            let header = FrameHeader {
-                fin,
-                rsv: 0,
-                opcode,
-                mask: None,
-                payload_len: len as u64,
-            };
-            let n = encode_header(&header, &mut hdr);
-            (hdr, n)
-        };
         match &mut self.transport {
-            // `transmit_to` writes it with what `out` holds, in one call.
-            Transport::Plain
-                if self.direct_to_sink && mask.is_none() && chunk.len() >= DIRECT_FRAME =>
-            {
-                let (header, header_len) = header(chunk.len());
-                self.next_direct = Some(DirectFrame {
-                    header,
-                    header_len,
-                    start,
-                    end,
-                    fin,
-                });
-                return false;
-            }
             // A large unmasked frame goes to the TLS session as header +
             // payload, without first being copied into `out`; what `out`
             // already holds goes first.
-            Transport::Tls(tls) if mask.is_none() && chunk.len() >= DIRECT_FRAME => {
-                let (hdr, n) = header(chunk.len());
+            Transport::Tls(tls) if mask.is_none() && chunk.len() >= DIRECT_TLS_FRAME => {
+                let mut hdr = [0u8; MAX_HEADER_LEN];
+                let header = FrameHeader {
+                    fin,
+                    rsv: 0,
+                    opcode,
+                    mask: None,
+                    payload_len: chunk.len() as u64,
+                };
+                let n = encode_header(&header, &mut hdr);
                 if !self.out.is_empty() {
                     tls.write_plaintext(&self.out);
                     self.out.clear();
@@ -1683,19 +1589,12 @@ impl Connection {
             }
             _ => push_frame(&mut self.out, opcode, fin, 0, mask, chunk),
         }
-        self.data_frame_written(start, end, fin);
-        true
-    }
-
-    /// The oldest queued message's bytes `start..end` went out as a frame.
-    fn data_frame_written(&mut self, start: usize, end: usize, fin: bool) {
-        if let Some(tx) = self.data.front_mut() {
-            tx.offset = end;
-            self.queued_bytes -= end - start;
-            if fin {
-                self.data.pop_front();
-            }
+        tx.offset = end;
+        self.queued_bytes -= end - start;
+        if fin {
+            self.data.pop_front();
         }
+        true
     }
 
     /// Writes the next frame of the oldest queued message, compressing it as
