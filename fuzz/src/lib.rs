@@ -1170,7 +1170,7 @@ pub enum Op {
     /// - `limit`: the most the sink takes per call, by bits 0-1: 0 no limit;
     ///   1 tiny, `1 + (limit >> 2) % 13` bytes; 2 medium, entry
     ///   `(limit >> 2) % 16` of [`SINK_MEDIUM`] (sizes around frame headers,
-    ///   the 4 KiB direct-write threshold and 64 KiB frames); 3 a new size
+    ///   4 KiB and 64 KiB frames); 3 a new size
     ///   each call, 1 to `2 << ((limit >> 2) % 18)` bytes (a PRNG seeded with
     ///   `limit`);
     /// - `block`: sink call `n` returns `WouldBlock` when bit `n % 8` is set;
