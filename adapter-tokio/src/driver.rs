@@ -23,7 +23,7 @@ use wharf_core::{CloseCode, Connection, Event};
 use crate::config::Decider;
 use crate::link::{now, Link};
 use crate::server::Registration;
-use crate::shared::{register, wake, Outgoing, Shared};
+use crate::shared::{register, wake, Outgoing, Shared, State};
 use crate::websocket::abandoned;
 
 /// Most rounds per poll before the task yields to others.
@@ -241,13 +241,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// more then, so what it holds is all there is, and the reader gets it
     /// before the end.
     fn events_held(&self) -> bool {
+        self.holds_events(&mut self.shared.lock())
+    }
+
+    /// [`events_held`](Self::events_held) with the lock already taken.
+    fn holds_events(&self, st: &mut State) -> bool {
         if !matches!(self.closing, Closing::No)
             || self.link.conn.is_closed()
             || !self.link.conn.has_events()
         {
             return false;
         }
-        let mut st = self.shared.lock();
         let held = st.reader_alive && st.incoming_full();
         if held {
             st.read_paused = true;
@@ -259,7 +263,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// room for them (see `events_held`).
     fn drain_events(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        while !self.failure_waits(cx) && !self.events_held() {
+        // Only a message handed over fills the reader's buffer: checked
+        // here, then under the lock that hands each message over.
+        let mut held = self.events_held();
+        while !self.failure_waits(cx) && !held {
             let Some(event) = self.link.conn.poll_event() else {
                 break;
             };
@@ -287,6 +294,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                             st.incoming_bytes += message.len();
                             st.incoming.push_back(message);
                         }
+                        held = self.holds_events(&mut st);
                         st.reader.take()
                     };
                     wake([reader]);
