@@ -869,17 +869,8 @@ fn rfc7692_examples() {
 /// Feeds the server raw client bytes; returns its Closed info and the close
 /// code it sent.
 fn server_fails(config: Config, bytes: &[u8]) -> (wharf_core::CloseInfo, u16) {
-    let mut p = open_pair(config);
-    let now = p.now;
-    p.server.handle_input(now, bytes);
-    let mut out = Vec::new();
-    while p.server.poll_transmit(&mut out) > 0 {}
-    let mut events = Vec::new();
-    while let Some(e) = p.server.poll_event() {
-        events.push(e);
-    }
-    let info = support::closed(&events).expect("closed").clone();
-    let close = parse_frames(&out).pop().expect("a Close");
+    let (info, mut frames) = support::server_fails_on(open_pair(config), bytes);
+    let close = frames.pop().expect("a Close");
     assert_eq!(close.0, 0x88);
     (info, u16::from_be_bytes([close.1[0], close.1[1]]))
 }

@@ -16,27 +16,8 @@ fn open_pair(config: Config) -> Pair {
     p
 }
 
-/// Feeds `bytes` to the server as if a client sent them; returns the server's
-/// Closed event and the frames it wrote back.
 fn server_fails_on(config: Config, bytes: &[u8]) -> (CloseInfo, Vec<(u8, Vec<u8>)>) {
-    let mut p = open_pair(config);
-    let now = p.now;
-    p.server.handle_input(now, bytes);
-    let mut out = Vec::new();
-    while p.server.poll_transmit(&mut out) > 0 {}
-    let mut events = Vec::new();
-    while let Some(e) = p.server.poll_event() {
-        events.push(e);
-    }
-    let info = support::closed(&events)
-        .unwrap_or_else(|| panic!("server did not close: {events:?}"))
-        .clone();
-    assert!(p.server.is_closed());
-    assert!(
-        p.server.is_finished(),
-        "a failed connection is finished once drained"
-    );
-    (info, parse_frames(&out))
+    support::server_fails_on(open_pair(config), bytes)
 }
 
 fn assert_fails(bytes: &[u8], code: CloseCode, err: ProtocolError) {

@@ -319,3 +319,26 @@ pub fn parse_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     assert!(bytes.is_empty(), "trailing partial frame");
     frames
 }
+
+/// Feeds `bytes` to the (open) server of `p` as if its client sent them;
+/// returns the server's Closed event and the frames it wrote back, and
+/// checks that the failed connection is finished once drained.
+pub fn server_fails_on(mut p: Pair, bytes: &[u8]) -> (CloseInfo, Vec<(u8, Vec<u8>)>) {
+    let now = p.now;
+    p.server.handle_input(now, bytes);
+    let mut out = Vec::new();
+    while p.server.poll_transmit(&mut out) > 0 {}
+    let mut events = Vec::new();
+    while let Some(e) = p.server.poll_event() {
+        events.push(e);
+    }
+    let info = closed(&events)
+        .unwrap_or_else(|| panic!("server did not close: {events:?}"))
+        .clone();
+    assert!(p.server.is_closed());
+    assert!(
+        p.server.is_finished(),
+        "a failed connection is finished once drained"
+    );
+    (info, parse_frames(&out))
+}
