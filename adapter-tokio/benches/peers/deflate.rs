@@ -485,21 +485,7 @@ async fn echo_run(
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let (c1, w1, a1, cpu1, me1, t1) = sample();
     stop.store(true, Ordering::Relaxed);
-    let joined = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut first_error = None;
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(Err(e)) = done {
-                first_error.get_or_insert(e.to_string());
-            }
-        }
-        first_error
-    })
-    .await;
-    match joined {
-        Err(_) => return Err("the echo stalled".into()),
-        Ok(Some(e)) => return Err(e.into()),
-        Ok(None) => {}
-    }
+    crate::join_load(&mut tasks).await?;
     if c1 == c0 {
         return Err("no echo in the measured window".into());
     }

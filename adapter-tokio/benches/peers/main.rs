@@ -242,6 +242,28 @@ struct EchoRun {
     client_cpu: f64,
 }
 
+/// Waits (at most 20 s) for the load's connection tasks, once told to stop;
+/// the first error any of them met, or "stalled".
+pub(crate) async fn join_load(
+    tasks: &mut tokio::task::JoinSet<Result<(), Error>>,
+) -> Result<(), Error> {
+    let joined = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+        first_error
+    })
+    .await;
+    match joined {
+        Err(_) => Err("the echo stalled".into()),
+        Ok(Some(e)) => Err(e.into()),
+        Ok(None) => Ok(()),
+    }
+}
+
 async fn echo_run(
     server: Running,
     tls: Option<&tls::Tls>,
@@ -283,21 +305,7 @@ async fn echo_run(
         Instant::now(),
     );
     stop.store(true, Ordering::Relaxed);
-    let joined = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut first_error = None;
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(Err(e)) = done {
-                first_error.get_or_insert(e.to_string());
-            }
-        }
-        first_error
-    })
-    .await;
-    match joined {
-        Err(_) => return Err("the echo stalled".into()),
-        Ok(Some(e)) => return Err(e.into()),
-        Ok(None) => {}
-    }
+    join_load(&mut tasks).await?;
     let elapsed = (t1 - t0).as_secs_f64();
     let msgs = (c1 - c0).max(1) as f64;
     Ok(EchoRun {
