@@ -2,7 +2,7 @@
 //! frames ▸ messages, plus the closing handshake, keepalive and limits.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,10 +42,15 @@ pub enum Role {
 /// whole frames are never split, so one frame may go past it).
 const TRANSMIT_BATCH: usize = 256 * 1024;
 
-/// Unmasked data frames at least this long go to the TLS session straight
-/// from the message (header and payload as two slices) instead of through
-/// the framing buffer: one copy less per byte.
-const DIRECT_TLS_FRAME: usize = 4 * 1024;
+/// Unmasked data frames at least this long go out straight from the message
+/// (header and payload as separate slices) instead of through the framing
+/// buffer: to the TLS session, or to the sink in `transmit_to`. One copy
+/// less per byte; shorter frames are cheaper to copy than to gather.
+const DIRECT_FRAME: usize = 4 * 1024;
+
+/// At most this many frames go to the sink in one plaintext `transmit_to`
+/// write (a 1 MiB message in 64 KiB frames is 16).
+const MAX_DIRECT_FRAMES: usize = 32;
 
 /// A buffer larger than this is given back to the allocator once the
 /// connection has been quiet for [`BUFFER_IDLE`], so idle connections stay
@@ -120,6 +125,21 @@ struct TxMessage {
     compress: bool,
     /// Its first frame was written.
     started: bool,
+    /// Plaintext `transmit_to`: the end of the frame whose header the sink
+    /// took but whose payload it has not taken whole (`offset..frame_end`
+    /// is still to go, with no header); 0 when between frames.
+    frame_end: usize,
+}
+
+/// One frame of a plaintext `transmit_to` write, taken from the message
+/// (`start..end` of the payload of queued message `index`).
+#[derive(Clone, Copy, Default)]
+struct DirectPart {
+    index: usize,
+    start: usize,
+    end: usize,
+    /// Header bytes before the payload: 0 for the rest of a frame in progress.
+    header_len: usize,
 }
 
 /// The closing handshake (§7.1).
@@ -195,6 +215,9 @@ pub struct Connection {
     out: Vec<u8>,
     /// How much of `out` `transmit_to` already wrote (plaintext).
     out_pos: usize,
+    /// Set while plaintext `transmit_to` fills `out`: framing stops at a
+    /// data frame the sink can take straight from the message.
+    direct_to_sink: bool,
     /// Plaintext bytes of this `poll_transmit` batch that went to the TLS
     /// session directly rather than through `out`.
     direct_batch: usize,
@@ -337,6 +360,7 @@ impl Connection {
             deflate: None,
             out: Vec::new(),
             out_pos: 0,
+            direct_to_sink: false,
             direct_batch: 0,
             data: VecDeque::new(),
             queued_bytes: 0,
@@ -481,6 +505,7 @@ impl Connection {
             offset: 0,
             compress,
             started: false,
+            frame_end: 0,
         });
         Ok(())
     }
@@ -629,22 +654,11 @@ impl Connection {
         let mut written = 0;
         loop {
             match &mut self.transport {
-                Transport::Plain => {
-                    while self.out_pos < self.out.len() {
-                        match sink.write(&self.out[self.out_pos..]) {
-                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                            Ok(n) => {
-                                self.out_pos += n;
-                                written += n;
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    self.out.clear();
-                    self.out_pos = 0;
-                }
+                Transport::Plain => match self.write_plain_to(sink, &mut written) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(written),
+                    Err(e) => return Err(e),
+                },
                 Transport::Tls(tls) => {
                     while tls.wants_write() {
                         match tls.write_tls_to(sink) {
@@ -660,14 +674,218 @@ impl Connection {
             // Everything encoded went out: encode more, or stop.
             let encoded = match self.transport {
                 Transport::Plain => {
+                    self.direct_to_sink = true;
                     self.fill_out();
-                    self.out.len()
+                    self.direct_to_sink = false;
+                    self.out.len() + usize::from(self.direct_ready())
                 }
                 Transport::Tls(_) => self.encode_tls(),
             };
             self.arm_shrink(0);
             if encoded == 0 {
                 return Ok(written);
+            }
+        }
+    }
+
+    /// Plaintext `transmit_to`: writes the rest of `out` and then, in the same
+    /// call where the sink takes slices, the frames it can take straight from
+    /// the queued messages (headers and payloads, no copy). Ok(true) once all
+    /// of it went, Ok(false) when the sink would block.
+    fn write_plain_to(
+        &mut self,
+        sink: &mut dyn io::Write,
+        written: &mut usize,
+    ) -> io::Result<bool> {
+        loop {
+            let mut headers = [[0u8; MAX_HEADER_LEN]; MAX_DIRECT_FRAMES];
+            let mut parts = [DirectPart::default(); MAX_DIRECT_FRAMES];
+            // Control frames waiting go at the next frame boundary.
+            let count = if self.control_waiting() {
+                self.plan_in_progress(&mut parts)
+            } else {
+                self.plan_direct(&mut headers, &mut parts)
+            };
+            let rest_len = self.out.len() - self.out_pos;
+            let between_frames = self.data.front().is_none_or(|tx| tx.frame_end <= tx.offset);
+            if rest_len == 0 && (count == 0 || (between_frames && self.control_waiting())) {
+                // Done, or control frames go next: `fill_out` puts them first.
+                self.out.clear();
+                self.out_pos = 0;
+                return Ok(true);
+            }
+            let result = {
+                let mut slices = [IoSlice::new(&[]); 1 + 2 * MAX_DIRECT_FRAMES];
+                let mut used = 0;
+                if rest_len > 0 {
+                    slices[0] = IoSlice::new(&self.out[self.out_pos..]);
+                    used = 1;
+                }
+                for (part, header) in parts.iter().zip(&headers).take(count) {
+                    if part.header_len > 0 {
+                        slices[used] = IoSlice::new(&header[..part.header_len]);
+                        used += 1;
+                    }
+                    let payload = self.data[part.index].message.payload();
+                    slices[used] = IoSlice::new(&payload[part.start..part.end]);
+                    used += 1;
+                }
+                sink.write_vectored(&slices[..used])
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    *written += n;
+                    let from_out = n.min(rest_len);
+                    self.out_pos += from_out;
+                    self.direct_written(n - from_out, &headers, &parts[..count]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Control frames that `fill_out` would write before the next data frame.
+    fn control_waiting(&self) -> bool {
+        !self.close.sent
+            && ((self.phase == Phase::Open && (!self.pongs.is_empty() || self.ping.is_some()))
+                || (self.close.pending.is_some() && !self.close.after_data))
+    }
+
+    /// Whether a frame can go to the sink straight from the oldest message.
+    fn direct_ready(&self) -> bool {
+        let mut headers = [[0u8; MAX_HEADER_LEN]; 1];
+        let mut parts = [DirectPart::default(); 1];
+        self.plan_direct(&mut headers, &mut parts) > 0
+    }
+
+    /// The frames plaintext `transmit_to` writes from the messages after
+    /// what `out` holds: the rest of a frame in progress, then whole frames
+    /// of unmasked, uncompressed messages in order, starting with one of at
+    /// least [`DIRECT_FRAME`] bytes (`fill_out` framed what came before).
+    /// Returns how many of `parts` (and `headers`) it filled.
+    fn plan_direct(&self, headers: &mut [[u8; MAX_HEADER_LEN]], parts: &mut [DirectPart]) -> usize {
+        let data_allowed = !self.close.sent
+            && match self.close.pending {
+                None => self.phase == Phase::Open,
+                Some(_) => self.close.after_data,
+            };
+        if self.role != Role::Server || !matches!(self.transport, Transport::Plain) || !data_allowed
+        {
+            return self.plan_in_progress(parts);
+        }
+        let max = self.config.max_outgoing_frame.max(1);
+        let mut count = 0;
+        for (index, tx) in self.data.iter().enumerate() {
+            if tx.compress {
+                break;
+            }
+            let payload = tx.message.payload();
+            let mut start = tx.offset;
+            if index == 0 && tx.frame_end > start {
+                parts[0] = DirectPart {
+                    index,
+                    start,
+                    end: tx.frame_end,
+                    header_len: 0,
+                };
+                count = 1;
+                start = tx.frame_end;
+                if start == payload.len() {
+                    continue;
+                }
+            }
+            loop {
+                if count == parts.len() {
+                    return count;
+                }
+                let end = (start + max).min(payload.len());
+                if count == 0 && end - start < DIRECT_FRAME {
+                    return 0;
+                }
+                let header = FrameHeader {
+                    fin: end == payload.len(),
+                    rsv: 0,
+                    opcode: match (start, tx.message.kind()) {
+                        (0, MessageKind::Text) => OpCode::Text,
+                        (0, MessageKind::Binary) => OpCode::Binary,
+                        _ => OpCode::Continuation,
+                    },
+                    mask: None,
+                    payload_len: (end - start) as u64,
+                };
+                let header_len = encode_header(&header, &mut headers[count]);
+                parts[count] = DirectPart {
+                    index,
+                    start,
+                    end,
+                    header_len,
+                };
+                count += 1;
+                start = end;
+                if end == payload.len() {
+                    break;
+                }
+            }
+        }
+        count
+    }
+
+    /// Just the rest of a frame in progress (a Close may not go before it).
+    fn plan_in_progress(&self, parts: &mut [DirectPart]) -> usize {
+        match self.data.front() {
+            Some(tx) if tx.frame_end > tx.offset && !parts.is_empty() => {
+                parts[0] = DirectPart {
+                    index: 0,
+                    start: tx.offset,
+                    end: tx.frame_end,
+                    header_len: 0,
+                };
+                1
+            }
+            _ => 0,
+        }
+    }
+
+    /// Accounts for `n` bytes the sink took of the planned `parts`: finished
+    /// frames and messages are done; a frame cut inside its payload stays in
+    /// progress; the rest of a cut header goes into `out`.
+    fn direct_written(
+        &mut self,
+        mut n: usize,
+        headers: &[[u8; MAX_HEADER_LEN]],
+        parts: &[DirectPart],
+    ) {
+        for (part, header) in parts.iter().zip(headers) {
+            if n == 0 {
+                return;
+            }
+            let Some(tx) = self.data.front_mut() else {
+                return;
+            };
+            if part.header_len > 0 {
+                tx.started = true;
+                tx.frame_end = part.end;
+                if n < part.header_len {
+                    // All of `out` went before it.
+                    self.out.clear();
+                    self.out_pos = 0;
+                    self.out.extend_from_slice(&header[n..part.header_len]);
+                    return;
+                }
+                n -= part.header_len;
+            }
+            let took = n.min(part.end - part.start);
+            n -= took;
+            tx.offset = part.start + took;
+            self.queued_bytes -= took;
+            if tx.offset == part.end {
+                tx.frame_end = 0;
+                if part.end == tx.message.len() {
+                    self.data.pop_front();
+                }
             }
         }
     }
@@ -1511,6 +1729,9 @@ impl Connection {
             return;
         }
         self.direct_batch = 0;
+        if !self.finish_frame_in_progress() {
+            return;
+        }
         while self.out.len() + self.direct_batch < TRANSMIT_BATCH && !self.close.sent {
             if self.phase == Phase::Open {
                 if let Some(payload) = self.pongs.pop_front() {
@@ -1543,7 +1764,35 @@ impl Connection {
         }
     }
 
-    /// Writes the next frame of the oldest queued message; false when none.
+    /// A frame whose header plaintext `transmit_to` wrote must end before
+    /// anything else goes out: in `transmit_to` the sink takes the rest from
+    /// the message (false: frame nothing before it); otherwise the rest is
+    /// copied into `out`.
+    fn finish_frame_in_progress(&mut self) -> bool {
+        let Some(tx) = self.data.front_mut() else {
+            return true;
+        };
+        if tx.frame_end <= tx.offset {
+            return true;
+        }
+        if self.direct_to_sink {
+            return false;
+        }
+        let end = tx.frame_end;
+        self.out
+            .extend_from_slice(&tx.message.payload()[tx.offset..end]);
+        self.queued_bytes -= end - tx.offset;
+        tx.offset = end;
+        tx.frame_end = 0;
+        if end == tx.message.len() {
+            self.data.pop_front();
+        }
+        true
+    }
+
+    /// Writes the next frame of the oldest queued message; false when none
+    /// (or, in plaintext `transmit_to`, when the sink takes it straight from
+    /// the message).
     fn write_data_frame(&mut self) -> bool {
         if self.data.front().is_some_and(|tx| tx.compress) {
             return self.write_compressed_frame();
@@ -1566,11 +1815,15 @@ impl Connection {
         };
         let fin = end == payload.len();
         let chunk = &payload[start..end];
+        if self.direct_to_sink && mask.is_none() && chunk.len() >= DIRECT_FRAME {
+            // `plan_direct` takes it from here.
+            return false;
+        }
         match &mut self.transport {
             // A large unmasked frame goes to the TLS session as header +
             // payload, without first being copied into `out`; what `out`
             // already holds goes first.
-            Transport::Tls(tls) if mask.is_none() && chunk.len() >= DIRECT_TLS_FRAME => {
+            Transport::Tls(tls) if mask.is_none() && chunk.len() >= DIRECT_FRAME => {
                 let mut hdr = [0u8; MAX_HEADER_LEN];
                 let header = FrameHeader {
                     fin,

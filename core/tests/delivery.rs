@@ -177,3 +177,87 @@ fn transmit_to_a_throttled_socket_tls() {
         )
     });
 }
+
+#[test]
+fn a_large_message_goes_to_the_socket_in_one_gathered_write() {
+    // 1 MiB in 64 KiB frames: every header and payload slice in one
+    // write_vectored call, straight from the message.
+    let mut p = Pair::plain(Config::default());
+    p.open();
+    let message = Message::binary((0..1 << 20).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    p.server.send(message.clone()).unwrap();
+    let mut sink = Throttled {
+        taken: Vec::new(),
+        calls: 0,
+        limit: usize::MAX,
+    };
+    let written = p.server.transmit_to(&mut sink).unwrap();
+    assert_eq!(sink.calls, 1, "one write for the whole message");
+    assert_eq!(
+        written,
+        (1 << 20) + 16 * 10,
+        "16 frames with 10-byte headers"
+    );
+    assert!(!p.server.wants_write());
+    let now = p.now;
+    p.client.handle_input(now, &sink.taken);
+    assert!(matches!(p.client.poll_event(), Some(Event::Message(m)) if m == message));
+}
+
+#[test]
+fn pongs_go_between_frames_the_socket_takes_in_pieces() {
+    // While the server writes a large message from the message itself and
+    // the socket takes it in pieces cut anywhere, the client's pings are
+    // answered: each Pong must go between two frames, never inside one.
+    for limit in [3, 1000, 65_541, 100_000] {
+        let mut p = Pair::plain(Config::default());
+        p.open();
+        let message = Message::binary((0..1 << 20).map(|i| (i % 253) as u8).collect::<Vec<_>>());
+        p.server.send(message.clone()).unwrap();
+        let mut sink = Throttled {
+            taken: Vec::new(),
+            calls: 0,
+            limit,
+        };
+        let mut pings = 0;
+        let mut turns = 0;
+        while p.server.wants_write() {
+            turns += 1;
+            assert!(turns < 2_000_000, "the output never drained");
+            p.server.transmit_to(&mut sink).unwrap();
+            // Pings while the message is still going out.
+            if p.server.queued_bytes() > 0 && (turns % 7 == 0 || limit > 1000) {
+                p.client.ping(b"p").unwrap();
+                let mut ping = Vec::new();
+                while p.client.poll_transmit(&mut ping) > 0 {}
+                let now = p.now;
+                p.server.handle_input(now, &ping);
+                while let Some(event) = p.server.poll_event() {
+                    assert!(matches!(event, Event::Ping(_)), "{event:?}");
+                }
+                pings += 1;
+            }
+        }
+        let now = p.now;
+        p.client.handle_input(now, &sink.taken);
+        let (mut pongs, mut pongs_before_message) = (0, 0);
+        let mut got = None;
+        while let Some(event) = p.client.poll_event() {
+            match event {
+                Event::Pong(_) => pongs += 1,
+                Event::Message(m) => {
+                    got = Some(m);
+                    pongs_before_message = pongs;
+                }
+                other => panic!("socket taking {limit} bytes a call: {other:?}"),
+            }
+        }
+        // Unanswered pings are answered together (at most 16 Pongs wait).
+        assert!(pongs > 0 && pongs <= pings, "{pongs} pongs, {pings} pings");
+        assert!(
+            pongs_before_message > 0,
+            "socket taking {limit} bytes a call"
+        );
+        assert_eq!(got, Some(message), "socket taking {limit} bytes a call");
+    }
+}
