@@ -643,7 +643,10 @@ impl Connection {
     /// Writes what is pending straight into `sink` (a non-blocking socket,
     /// say) until nothing is left or `sink` would block; returns the bytes
     /// written. With TLS this saves copying the records into a buffer of the
-    /// caller's first; plaintext needs no buffer of the caller's either.
+    /// caller's first; plaintext needs no buffer of the caller's either, and
+    /// a server's data frames of 4 KiB or more are not copied at all: their
+    /// headers and the message's own bytes go to `sink` together, up to 32
+    /// frames per `write_vectored` call (a socket's `writev`).
     ///
     /// A sink that would block (`WouldBlock`) ends the call with `Ok`: call
     /// again when it is writable, while [`wants_write`](Self::wants_write)
@@ -866,8 +869,10 @@ impl Connection {
                 return;
             };
             if part.header_len > 0 {
+                // The frame is framed: its bytes are no longer the queue's.
                 tx.started = true;
                 tx.frame_end = part.end;
+                self.queued_bytes -= part.end - part.start;
                 if n < part.header_len {
                     // All of `out` went before it.
                     self.out.clear();
@@ -880,7 +885,6 @@ impl Connection {
             let took = n.min(part.end - part.start);
             n -= took;
             tx.offset = part.start + took;
-            self.queued_bytes -= took;
             if tx.offset == part.end {
                 tx.frame_end = 0;
                 if part.end == tx.message.len() {
@@ -1050,6 +1054,9 @@ impl Connection {
     /// are already written stays queued and is finished: the peer must not see
     /// a new message start inside an unfinished one (§5.4).
     pub fn take_unsent(&mut self) -> Vec<Message> {
+        // A frame the socket took part of is finished whatever happens (its
+        // rest goes into the output buffer): nothing may go inside it.
+        self.finish_frame_in_progress();
         let still_sending = self.phase == Phase::Open && !self.close.sent;
         let keep = match self.data.front() {
             Some(tx) if still_sending && (tx.offset > 0 || tx.started) => self.data.pop_front(),
@@ -1781,7 +1788,6 @@ impl Connection {
         let end = tx.frame_end;
         self.out
             .extend_from_slice(&tx.message.payload()[tx.offset..end]);
-        self.queued_bytes -= end - tx.offset;
         tx.offset = end;
         tx.frame_end = 0;
         if end == tx.message.len() {

@@ -261,3 +261,37 @@ fn pongs_go_between_frames_the_socket_takes_in_pieces() {
         assert_eq!(got, Some(message), "socket taking {limit} bytes a call");
     }
 }
+
+#[test]
+fn a_failure_while_a_frame_is_half_written_finishes_the_frame_before_the_close() {
+    // The socket took the first 70,000 bytes of a 1 MiB message (its second
+    // 64 KiB frame is half written) when the client breaks the protocol.
+    // take_unsent hands the message back, but the half-written frame is
+    // finished first: the Close must not land inside it.
+    for taken in [70_000, 65_546 + 5] {
+        let mut p = Pair::plain(Config::default());
+        p.open();
+        let message = Message::binary(vec![0x42; 1 << 20]);
+        p.server.send(message.clone()).unwrap();
+        let mut sink = Throttled {
+            taken: Vec::new(),
+            calls: 1, // the next call takes `limit`, the one after blocks
+            limit: taken,
+        };
+        p.server.transmit_to(&mut sink).unwrap();
+        assert_eq!(sink.taken.len(), taken);
+        let now = p.now;
+        // An unmasked client frame: 1002.
+        p.server
+            .handle_input(now, &support::server_frame(0x82, b"unmasked"));
+        while p.server.poll_event().is_some() {}
+        assert_eq!(p.server.take_unsent(), vec![message]);
+        while p.server.poll_transmit(&mut sink.taken) > 0 {}
+        let frames = support::parse_frames(&sink.taken);
+        let (close, data) = frames.split_last().unwrap();
+        assert_eq!(close.0, 0x88, "a Close frame last");
+        assert_eq!(&close.1[..2], &1002u16.to_be_bytes());
+        assert_eq!(data.len(), 2, "the first frame and the finished second one");
+        assert!(data.iter().all(|(_, payload)| payload.len() == 64 * 1024));
+    }
+}
