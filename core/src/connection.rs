@@ -704,14 +704,15 @@ impl Connection {
             let mut headers = [[0u8; MAX_HEADER_LEN]; MAX_DIRECT_FRAMES];
             let mut parts = [DirectPart::default(); MAX_DIRECT_FRAMES];
             // Control frames waiting go at the next frame boundary.
-            let count = if self.control_waiting() {
+            let control_waiting = self.control_waiting();
+            let count = if control_waiting {
                 self.plan_in_progress(&mut parts)
             } else {
                 self.plan_direct(&mut headers, &mut parts)
             };
             let rest_len = self.out.len() - self.out_pos;
             let between_frames = self.data.front().is_none_or(|tx| tx.frame_end <= tx.offset);
-            if rest_len == 0 && (count == 0 || (between_frames && self.control_waiting())) {
+            if rest_len == 0 && (count == 0 || (between_frames && control_waiting)) {
                 // Done, or control frames go next: `fill_out` puts them first.
                 self.out.clear();
                 self.out_pos = 0;
@@ -808,18 +809,7 @@ impl Connection {
                 if count == 0 && end - start < DIRECT_FRAME {
                     return 0;
                 }
-                let header = FrameHeader {
-                    fin: end == payload.len(),
-                    rsv: 0,
-                    opcode: match (start, tx.message.kind()) {
-                        (0, MessageKind::Text) => OpCode::Text,
-                        (0, MessageKind::Binary) => OpCode::Binary,
-                        _ => OpCode::Continuation,
-                    },
-                    mask: None,
-                    payload_len: (end - start) as u64,
-                };
-                let header_len = encode_header(&header, &mut headers[count]);
+                let header_len = encode_data_header(&tx.message, start, end, &mut headers[count]);
                 parts[count] = DirectPart {
                     index,
                     start,
@@ -1814,11 +1804,6 @@ impl Connection {
         let payload = tx.message.payload();
         let start = tx.offset;
         let end = (start + max).min(payload.len());
-        let opcode = match (start, tx.message.kind()) {
-            (0, MessageKind::Text) => OpCode::Text,
-            (0, MessageKind::Binary) => OpCode::Binary,
-            _ => OpCode::Continuation,
-        };
         let fin = end == payload.len();
         let chunk = &payload[start..end];
         if self.direct_to_sink && mask.is_none() && chunk.len() >= DIRECT_FRAME {
@@ -1831,14 +1816,7 @@ impl Connection {
             // already holds goes first.
             Transport::Tls(tls) if mask.is_none() && chunk.len() >= DIRECT_FRAME => {
                 let mut hdr = [0u8; MAX_HEADER_LEN];
-                let header = FrameHeader {
-                    fin,
-                    rsv: 0,
-                    opcode,
-                    mask: None,
-                    payload_len: chunk.len() as u64,
-                };
-                let n = encode_header(&header, &mut hdr);
+                let n = encode_data_header(&tx.message, start, end, &mut hdr);
                 if !self.out.is_empty() {
                     tls.write_plaintext(&self.out);
                     self.out.clear();
@@ -1846,7 +1824,14 @@ impl Connection {
                 tls.write_plaintext_parts(&hdr[..n], chunk);
                 self.direct_batch += n + chunk.len();
             }
-            _ => push_frame(&mut self.out, opcode, fin, 0, mask, chunk),
+            _ => push_frame(
+                &mut self.out,
+                data_opcode(&tx.message, start),
+                fin,
+                0,
+                mask,
+                chunk,
+            ),
         }
         tx.offset = end;
         self.queued_bytes -= end - start;
@@ -1998,6 +1983,34 @@ impl Connection {
             self.done = true;
         }
         self.events.push_back(Event::Closed(info));
+    }
+}
+
+/// Encodes into `out` the header of an unmasked data frame carrying bytes
+/// `start..end` of `message` (the first frame has the message's opcode, the
+/// others continue it; the last one has FIN); returns its length.
+fn encode_data_header(
+    message: &Message,
+    start: usize,
+    end: usize,
+    out: &mut [u8; MAX_HEADER_LEN],
+) -> usize {
+    let header = FrameHeader {
+        fin: end == message.len(),
+        rsv: 0,
+        opcode: data_opcode(message, start),
+        mask: None,
+        payload_len: (end - start) as u64,
+    };
+    encode_header(&header, out)
+}
+
+/// The opcode of the data frame of `message` starting at byte `start`.
+fn data_opcode(message: &Message, start: usize) -> OpCode {
+    match (start, message.kind()) {
+        (0, MessageKind::Text) => OpCode::Text,
+        (0, MessageKind::Binary) => OpCode::Binary,
+        _ => OpCode::Continuation,
     }
 }
 
