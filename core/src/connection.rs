@@ -58,6 +58,14 @@ const MAX_DIRECT_FRAMES: usize = 32;
 /// instead of growing a new one for each.
 const IDLE_INBUF_CAPACITY: usize = 64 * 1024;
 
+/// `read_with` reads straight into the input buffer only while at least
+/// this much of a data frame's payload is still to come.
+const DIRECT_READ: usize = 16 * 1024;
+
+/// The most room `read_with` reserves at once (the buffer grows further as
+/// a larger frame arrives).
+const DIRECT_READ_MAX: usize = 1024 * 1024;
+
 /// How long a connection keeps a large buffer after the traffic that needed
 /// it. The caller's `handle_timeout` at that point is also its cue to shrink
 /// its own buffers (see [`Connection::poll_transmit`]).
@@ -410,6 +418,95 @@ impl Connection {
                 }
             },
         }
+        self.decode_input();
+    }
+
+    /// Plaintext only: lets `read` append bytes from the socket straight to
+    /// the connection's input buffer, then decodes them as
+    /// [`handle_input`](Self::handle_input) would. This saves copying the
+    /// payload of a large frame through a read buffer of the caller's.
+    ///
+    /// Returns `None`, without calling `read`, unless a data frame is
+    /// arriving with at least 16 KiB of its payload still to come (and the
+    /// connection is plaintext and still takes input): read into a buffer
+    /// of your own and call `handle_input` then. Small reads go that way so
+    /// that an idle connection keeps no read buffer.
+    ///
+    /// `read` gets an empty buffer whose spare capacity (at least 16 KiB,
+    /// at most the rest of the frame or 1 MiB) it may fill, for example
+    /// with tokio-util's `poll_read_buf`, which reads into it without
+    /// clearing it first. Whatever it appends is input; a read that
+    /// appends nothing changes nothing (an end of stream is still reported
+    /// with [`handle_eof`](Self::handle_eof)).
+    ///
+    /// ```
+    /// use std::io::{self, Read};
+    /// use std::time::Instant;
+    /// use wharf_core::Connection;
+    ///
+    /// /// One read from a blocking `socket`; `Ok(0)` is its end.
+    /// fn read_once(conn: &mut Connection, socket: &mut impl Read) -> io::Result<usize> {
+    ///     let now = Instant::now();
+    ///     // A std reader needs initialised memory: fill the room with zeros.
+    ///     let direct = conn.read_with(now, |room| {
+    ///         room.resize(room.capacity(), 0);
+    ///         let n = socket.read(&mut room[..]);
+    ///         room.truncate(*n.as_ref().unwrap_or(&0));
+    ///         n
+    ///     });
+    ///     let n = match direct {
+    ///         Some(n) => n?,
+    ///         None => {
+    ///             let mut buf = [0u8; 4096];
+    ///             let n = socket.read(&mut buf)?;
+    ///             conn.handle_input(now, &buf[..n]);
+    ///             n
+    ///         }
+    ///     };
+    ///     if n == 0 {
+    ///         conn.handle_eof(now);
+    ///     }
+    ///     Ok(n)
+    /// }
+    /// ```
+    pub fn read_with<R>(
+        &mut self,
+        now: Instant,
+        read: impl FnOnce(&mut BytesMut) -> R,
+    ) -> Option<R> {
+        if !matches!(self.transport, Transport::Plain)
+            || self.phase == Phase::Closed
+            || self.eof
+            || self.pending_failure.is_some()
+        {
+            return None;
+        }
+        let Rx::Payload { remaining, .. } = self.rx else {
+            return None;
+        };
+        let to_come = remaining.saturating_sub(self.inbuf.len() as u64);
+        if to_come < DIRECT_READ as u64 {
+            return None;
+        }
+        // Room for the rest of the frame (bounded), after what is buffered;
+        // a buffer kept from the previous message is reused in place.
+        self.inbuf
+            .reserve(to_come.min(DIRECT_READ_MAX as u64) as usize);
+        let mut room = self.inbuf.split_off(self.inbuf.len());
+        let result = read(&mut room);
+        let appended = !room.is_empty();
+        // O(1): `room` is the tail of the same allocation.
+        self.inbuf.unsplit(room);
+        if appended {
+            self.now = now;
+            self.note_liveness(now);
+            self.decode_input();
+        }
+        Some(result)
+    }
+
+    /// Decodes what the input buffer holds (after new input arrived).
+    fn decode_input(&mut self) {
         // Before decoding splits messages off `inbuf`, and after it grew
         // the inflate buffer.
         self.arm_shrink(0);

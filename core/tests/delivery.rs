@@ -55,6 +55,92 @@ fn plaintext_any_chunking_gives_identical_messages() {
     }
 }
 
+/// `exchange`, also returning how many reads went through `read_with`.
+fn exchange_direct(mut p: Pair) -> ((Vec<Event>, Vec<Event>), usize) {
+    p.direct_read = true;
+    p.open();
+    let before = p.direct_reads;
+    assert_eq!(before, 0, "no frame arrives during the handshake");
+    for m in corpus() {
+        p.client.send(m.clone()).unwrap();
+        p.server.send(m).unwrap();
+        p.client.ping(b"mid").unwrap();
+    }
+    p.drive();
+    let strip = |events: &[Event]| -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Message(_) | Event::Ping(_) | Event::Pong(_)))
+            .cloned()
+            .collect()
+    };
+    let direct = p.direct_reads;
+    ((strip(&p.client_events), strip(&p.server_events)), direct)
+}
+
+#[test]
+fn reading_into_the_connections_buffer_gives_identical_messages() {
+    // Large frames (default 64 KiB fragments of the 70,000 and 200,000
+    // byte messages) read straight into the input buffer, in reads of any
+    // size; masked (to the server) and unmasked (to the client).
+    let whole = exchange(Pair::plain(Config::default()));
+    assert_eq!(support::messages(&whole.0), corpus());
+    assert_eq!(support::messages(&whole.1), corpus());
+    for chunk in [1usize, 1500, 20_000, 65_536, usize::MAX] {
+        let mut p = Pair::plain(Config::default());
+        p.chunk = chunk;
+        let (events, direct) = exchange_direct(p);
+        assert_eq!(events, whole, "chunk size {chunk}");
+        // Reads of 64 KiB and more take a whole frame or all but a few
+        // bytes of it: nothing large is left to come at the next read.
+        if chunk <= 20_000 {
+            assert!(
+                direct > 0,
+                "chunk size {chunk}: read_with never lent its buffer"
+            );
+        }
+    }
+    // Small frames never borrow it: they go through the caller's buffer.
+    let (events, direct) = exchange_direct(Pair::plain(small_frames()));
+    assert_eq!(support::messages(&events.0), corpus());
+    assert_eq!(direct, 0);
+}
+
+#[test]
+fn read_with_lends_nothing_with_tls_or_after_the_end() {
+    let pki = TestPki::new();
+    let server_tls = pki.server_tls(&["localhost"]);
+    let client_tls = pki.client_tls();
+    let mut p = Pair::tls(
+        Config::default(),
+        "wss://localhost/",
+        &client_tls,
+        &server_tls,
+    );
+    p.chunk = 20_000;
+    let (events, direct) = exchange_direct(p);
+    assert_eq!(support::messages(&events.0), corpus());
+    assert_eq!(direct, 0, "TLS input is decrypted, not read into place");
+
+    // Plaintext, a 100 KiB frame half arrived: lent; after the end: not.
+    let mut p = Pair::plain(Config::default());
+    p.open();
+    p.client.send(Message::binary(vec![3u8; 60_000])).unwrap();
+    let mut wire = Vec::new();
+    while p.client.poll_transmit(&mut wire) > 0 {}
+    let now = p.now;
+    assert!(p.server.read_with(now, |_| ()).is_none(), "no frame yet");
+    p.server.handle_input(now, &wire[..1000]);
+    let lent = p.server.read_with(now, |room| {
+        room.extend_from_slice(&wire[1000..30_000]);
+    });
+    assert!(lent.is_some(), "59,000 payload bytes still to come");
+    // A read that appends nothing changes nothing.
+    assert!(p.server.read_with(now, |_| ()).is_some());
+    p.server.handle_eof(now);
+    assert!(p.server.read_with(now, |_| ()).is_none(), "after the end");
+}
+
 #[test]
 fn tls_any_chunking_gives_identical_messages() {
     let pki = TestPki::new();

@@ -183,6 +183,37 @@ fn main() {
         "utf8_fragments_small",
         &cat(&[&[4], &splits2(7, 9), &frag_masked]),
     );
+    // Large frames whose payload arrives through `read_with` (the split
+    // connection reads straight into its buffer once 16 KiB are to come).
+    write(
+        t,
+        "direct_read_binary_40k_masked",
+        &cat(&[
+            &[0],
+            &splits2(1000, 30_000),
+            &raw_frame(0x82, Some(KEY), &[0x5A; 40_000], 0),
+        ]),
+    );
+    write(
+        t,
+        "direct_read_text_40k_unmasked_stream",
+        &cat(&[
+            &[3],
+            &splits2(200, 17_000),
+            &raw_frame(0x81, None, "é".repeat(20_000).as_bytes(), 0),
+        ]),
+    );
+    let mut bad_text = "é".repeat(20_000).into_bytes();
+    bad_text[25_001] = 0xFF;
+    write(
+        t,
+        "direct_read_text_40k_invalid_utf8_masked",
+        &cat(&[
+            &[0],
+            &splits2(100, 24_000),
+            &raw_frame(0x81, Some(KEY), &bad_text, 0),
+        ]),
+    );
     // RFC 7692 §7.2.3 examples with permessage-deflate negotiated (flag 8):
     // unmasked to a client decoder, masked to a server one.
     for (name, frames) in rfc7692_frames() {

@@ -455,10 +455,37 @@ fn frame_decode_config(flags: u8) -> Config {
 ///    with one error on every prefix that is long enough to decide it. With
 ///    permessage-deflate the codec admits RSV1 and no other RSV bit.
 /// 2. Incremental decoding: an open connection fed the bytes whole and a
-///    second, identical one fed them cut at the split points report the same
+///    second, identical one fed them cut at the split points (straight into
+///    its buffer while `read_with` lends it) report the same
 ///    events (stream mode: the same data, chunk boundaries aside) and write
 ///    the same bytes; with permessage-deflate, wherever the cuts fall in the
 ///    compressed data.
+/// Feeds `piece` as the tokio adapter reads: straight into the connection's
+/// buffer while `read_with` lends it (a large frame arriving), else through
+/// `handle_input`.
+fn feed_direct(conn: &mut Connection, now: Instant, mut piece: &[u8]) {
+    while !piece.is_empty() {
+        let lent = conn.read_with(now, |room| {
+            assert!(room.is_empty(), "read_with lends an empty buffer");
+            assert!(
+                room.capacity() >= 16 * 1024,
+                "too little room: {}",
+                room.capacity()
+            );
+            let n = piece.len().min(room.capacity());
+            room.extend_from_slice(&piece[..n]);
+            n
+        });
+        match lent {
+            Some(n) => piece = &piece[n..],
+            None => {
+                conn.handle_input(now, piece);
+                return;
+            }
+        }
+    }
+}
+
 pub fn run_frame_decode(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let Some(flags) = take_u8(&mut u) else { return };
@@ -489,7 +516,7 @@ pub fn run_frame_decode(data: &[u8]) {
     splits.sort_unstable();
     let mut start = 0;
     for &end in splits.iter().chain(std::iter::once(&bytes.len())) {
-        split.handle_input(now, &bytes[start..end]);
+        feed_direct(&mut split, now, &bytes[start..end]);
         start = end;
     }
     let split_events = events(&mut split);

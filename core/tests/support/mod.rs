@@ -44,6 +44,11 @@ pub struct Pair {
     /// All bytes carried each way so far (after filtering).
     pub c2s_bytes: usize,
     pub s2c_bytes: usize,
+    /// Deliver through `read_with` whenever a connection lends its buffer
+    /// (as the tokio adapter reads large frames), else `handle_input`.
+    pub direct_read: bool,
+    /// Reads that went through `read_with`.
+    pub direct_reads: usize,
 }
 
 impl Pair {
@@ -94,6 +99,8 @@ impl Pair {
             s2c_cut: false,
             c2s_bytes: 0,
             s2c_bytes: 0,
+            direct_read: false,
+            direct_reads: 0,
         }
     }
 
@@ -136,8 +143,17 @@ impl Pair {
             f(&mut wire);
         }
         self.c2s_bytes += wire.len();
-        for piece in wire.chunks(self.chunk.max(1)) {
-            self.server.handle_input(self.now, piece);
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            let n = deliver(
+                &mut self.server,
+                self.now,
+                rest,
+                self.chunk,
+                self.direct_read,
+            );
+            self.direct_reads += usize::from(n.1);
+            rest = &rest[n.0..];
             self.collect_server();
         }
         true
@@ -153,8 +169,17 @@ impl Pair {
             f(&mut wire);
         }
         self.s2c_bytes += wire.len();
-        for piece in wire.chunks(self.chunk.max(1)) {
-            self.client.handle_input(self.now, piece);
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            let n = deliver(
+                &mut self.client,
+                self.now,
+                rest,
+                self.chunk,
+                self.direct_read,
+            );
+            self.direct_reads += usize::from(n.1);
+            rest = &rest[n.0..];
         }
         true
     }
@@ -227,6 +252,33 @@ impl Pair {
     pub fn server_closed(&self) -> Option<&CloseInfo> {
         closed(&self.server_events)
     }
+}
+
+/// One read of at most `chunk` bytes of `data` into `conn`: through
+/// `read_with` when `direct` and the connection lends its buffer (checking
+/// what it lends), else `handle_input`. Returns (bytes taken, direct).
+fn deliver(
+    conn: &mut Connection,
+    now: Instant,
+    data: &[u8],
+    chunk: usize,
+    direct: bool,
+) -> (usize, bool) {
+    let n = chunk.max(1).min(data.len());
+    if direct {
+        let lent = conn.read_with(now, |room| {
+            assert!(room.is_empty(), "read_with lends an empty buffer");
+            assert!(room.capacity() >= 16 * 1024, "room: {}", room.capacity());
+            let n = n.min(room.capacity());
+            room.extend_from_slice(&data[..n]);
+            n
+        });
+        if let Some(n) = lent {
+            return (n, true);
+        }
+    }
+    conn.handle_input(now, &data[..n]);
+    (n, false)
 }
 
 pub fn messages(events: &[Event]) -> Vec<wharf_core::Message> {
