@@ -2,10 +2,12 @@
 //! socket and a core [`Connection`], and where the core's timers run.
 //!
 //! A `Link` does no parsing and matches no opcode: it feeds what the socket
-//! reads to `handle_input` / `handle_eof`, has the connection write straight
-//! into the socket (`transmit_to`), and calls `handle_timeout` when `poll_timeout`'s instant passes. Its
-//! owner (a connection's driver task or the reconnecting client's task)
-//! drains `poll_event` after every [`Link::poll_io`].
+//! reads to `handle_input` / `handle_eof` (or, while a large frame arrives,
+//! lets `read_with` read it straight into the connection's buffer), has the
+//! connection write straight into the socket (`transmit_to`), and calls
+//! `handle_timeout` when `poll_timeout`'s instant passes. Its owner (a
+//! connection's driver task or the reconnecting client's task) drains
+//! `poll_event` after every [`Link::poll_io`].
 
 use std::future::Future;
 use std::io;
@@ -16,10 +18,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
+use tokio_util::io::poll_read_buf;
 use wharf_core::Connection;
 
-/// Bytes read from the socket per call (on the stack, left uninitialised,
-/// so an idle connection keeps no read buffer and a read clears nothing).
+/// Bytes read from the socket per call outside large frames (on the stack,
+/// left uninitialised, so an idle connection keeps no read buffer and a
+/// read clears nothing).
 const READ_CHUNK: usize = 64 * 1024;
 
 /// After the connection reports `Closed`, how long (beyond its close
@@ -167,18 +171,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         if self.read_done || !self.conn.wants_read() {
             return false;
         }
-        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        let mut buf = ReadBuf::uninit(&mut chunk);
-        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().is_empty() {
-                    self.read_done = true;
-                    self.conn.handle_eof(now);
-                } else {
-                    self.conn.handle_input(now, buf.filled());
+        // A large frame arriving: straight into the connection's buffer.
+        let io = &mut self.io;
+        let direct = self
+            .conn
+            .read_with(now, |room| poll_read_buf(Pin::new(&mut *io), cx, room));
+        let polled = match direct {
+            Some(polled) => polled,
+            None => {
+                let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                let mut buf = ReadBuf::uninit(&mut chunk);
+                match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                    Poll::Ready(Ok(())) => {
+                        let n = buf.filled().len();
+                        if n > 0 {
+                            self.conn.handle_input(now, buf.filled());
+                        }
+                        Poll::Ready(Ok(n))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
                 }
+            }
+        };
+        match polled {
+            Poll::Ready(Ok(0)) => {
+                self.read_done = true;
+                self.conn.handle_eof(now);
                 true
             }
+            Poll::Ready(Ok(_)) => true,
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
             Poll::Ready(Err(_)) => {
                 // A reset: to the core, the transport ended.
