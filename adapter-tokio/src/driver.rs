@@ -3,6 +3,11 @@
 //! them and the handles' bounded buffers, and ends — closing the socket —
 //! when the connection is finished or when every handle is gone.
 //!
+//! A `send` writes from the sender's own task when it can (the driver is
+//! free, the connection is simply open, the socket takes every byte): one
+//! task turn per message fewer. Anything else (a full socket, a close,
+//! timers to re-arm) is left to the driver task, which is woken for it.
+//!
 //! Backpressure on what arrives: while the reader's buffer is full, the
 //! driver neither reads the socket nor takes the connection's events. The
 //! connection then gets no new bytes, and with permessage-deflate it stops
@@ -13,8 +18,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,7 +28,7 @@ use wharf_core::{CloseCode, Connection, Event};
 use crate::config::Decider;
 use crate::link::{now, Link};
 use crate::server::Registration;
-use crate::shared::{register, wake, Outgoing, Shared, State};
+use crate::shared::{register, wake, Outgoing, Shared, State, WriteNow};
 use crate::websocket::abandoned;
 
 /// Most rounds per poll before the task yields to others.
@@ -98,15 +103,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
             done: false,
             failure_wait: FailureWait::No,
         };
-        // Detached: the task ends by itself (see `poll`).
-        drop(tokio::spawn(driver));
+        let driver = Arc::new(Mutex::new(driver));
+        let weak: Weak<Mutex<Driver<S>>> = Arc::downgrade(&driver);
+        let weak: Weak<dyn WriteNow> = weak;
+        driver_lock(&driver).shared.set_writer(weak);
+        // Detached: the task ends by itself (see `poll`). It holds the only
+        // strong reference: the driver (and the socket) go with it.
+        drop(tokio::spawn(DriverTask { driver }));
+    }
+}
+
+/// Locks a driver. A panic elsewhere while the lock was held leaves plain
+/// data behind, so a poisoned lock is used as it is.
+fn driver_lock<S>(driver: &Mutex<Driver<S>>) -> MutexGuard<'_, Driver<S>> {
+    driver.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The task that runs a driver. The sender's task may write through the
+/// same driver between its turns ([`WriteNow`]), hence the mutex; it is
+/// never contended on a current-thread runtime.
+struct DriverTask<S> {
+    driver: Arc<Mutex<Driver<S>>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for DriverTask<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut driver = driver_lock(&self.driver);
+        Pin::new(&mut *driver).poll(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> WriteNow for Mutex<Driver<S>> {
+    fn write_now(&self) -> bool {
+        match self.try_lock() {
+            Ok(mut driver) => driver.write_now(),
+            // Busy (another thread runs it) or poisoned: the task's turn.
+            Err(_) => true,
+        }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// Takes requests and outgoing messages from the handles; returns
     /// (progress, whether the socket may be read).
-    fn exchange(&mut self, cx: &mut Context<'_>) -> (bool, bool) {
+    /// `waker`: the driver task's, to be woken by the handles; `None` when
+    /// called from a sender's task (`write_now`).
+    fn exchange(&mut self, waker: Option<&Waker>) -> (bool, bool) {
         let now = now();
         let close_timeout = self.link.conn_close_timeout();
         let mut progress = false;
@@ -114,7 +158,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let read;
         {
             let mut st = self.shared.lock();
-            register(&mut st.driver, cx.waker());
+            if let Some(waker) = waker {
+                register(&mut st.driver, waker);
+            }
             if matches!(self.closing, Closing::No) {
                 if let Some((code, reason)) = st.close_request.clone() {
                     self.closing = Closing::Wanted {
@@ -188,6 +234,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
         wake([writer]);
         (progress, read)
+    }
+
+    /// From a sender's task, right after it queued a message: takes the
+    /// queued messages into the connection and writes them, so that the
+    /// driver task needs no turn for it. Returns whether the task must run
+    /// anyway: the socket did not take everything (only the task may wait
+    /// for it to become writable), something other than plain sending is
+    /// under way (a close, a held message, a failure, events to hand
+    /// over), or the connection's next deadline came earlier (the task's
+    /// timer must follow).
+    fn write_now(&mut self) -> bool {
+        let plain = |d: &Self| {
+            !d.done
+                && matches!(d.closing, Closing::No)
+                && matches!(d.failure_wait, FailureWait::No)
+                && d.held.is_none()
+                && d.link.conn.is_open()
+                && !d.link.conn.has_events()
+        };
+        if !plain(self) {
+            return true;
+        }
+        let deadline = self.link.conn.poll_timeout();
+        self.exchange(None);
+        // A waker that does nothing: if the socket is full, it is
+        // registered in place of the task's, and the task is woken below
+        // to wait for the socket itself.
+        let mut cx = Context::from_waker(Waker::noop());
+        self.link.write_now(&mut cx);
+        if !plain(self) || self.link.conn.wants_write() {
+            return true;
+        }
+        self.publish_written();
+        // A later deadline only wakes the task early, which is harmless.
+        match (deadline, self.link.conn.poll_timeout()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(before), Some(now)) => now < before,
+        }
     }
 
     /// Whether a pending protocol violation should wait: until the reader
@@ -390,7 +475,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         for _ in 0..ROUNDS {
-            let (mut progress, read) = this.exchange(cx);
+            let (mut progress, read) = this.exchange(Some(cx.waker()));
             progress |= this.link.poll_io(cx, read);
             progress |= this.drain_events(cx);
             this.publish_written();

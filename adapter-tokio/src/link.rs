@@ -117,6 +117,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         progress
     }
 
+    /// Writes what the connection has (as the first step of `poll_io`
+    /// does), for a sender's task; `cx` should not expect to be woken.
+    pub(crate) fn write_now(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.finished {
+            return false;
+        }
+        self.poll_write(cx, now())
+    }
+
     fn poll_write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         if self.write_failed {
             // Nothing can reach the peer any more: discard.

@@ -3,7 +3,7 @@
 //! handle future is cancel-safe: it changes nothing until it completes.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 
 use wharf_core::{CloseCode, CloseInfo, ConfigError, Message, Open, Request};
@@ -12,9 +12,27 @@ use crate::config::Buffers;
 
 /// Shared between a driver and its [`WsReader`](crate::WsReader) and
 /// [`WsWriter`](crate::WsWriter).
-#[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// The driver, for writing a queued message from the sender's task
+    /// (see [`Shared::write_now`]); set once it is spawned.
+    writer: OnceLock<Weak<dyn WriteNow>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A driver that can write what was queued from another task.
+pub(crate) trait WriteNow: Send + Sync {
+    /// Takes the queued messages into the connection and writes them to the
+    /// socket, if the driver is free and nothing else needs it; returns
+    /// whether the driver task must still run (it is then woken).
+    fn write_now(&self) -> bool;
 }
 
 impl Shared {
@@ -43,6 +61,25 @@ impl Shared {
                 reader: None,
                 writer: None,
             }),
+            writer: OnceLock::new(),
+        }
+    }
+
+    /// Lets the handles write through `driver` (once, when it is spawned).
+    pub(crate) fn set_writer(&self, driver: Weak<dyn WriteNow>) {
+        let _ = self.writer.set(driver);
+    }
+
+    /// After a message was queued: writes it from the caller's task when
+    /// the driver allows (saving the driver task a turn), else wakes it.
+    pub(crate) fn write_now(&self) {
+        let needs_driver = match self.writer.get().and_then(Weak::upgrade) {
+            Some(driver) => driver.write_now(),
+            None => true,
+        };
+        if needs_driver {
+            let driver = self.lock().take_driver();
+            wake([driver]);
         }
     }
 

@@ -519,7 +519,7 @@ impl WsWriter {
     /// Queues `message` if fewer than `bound + slack` messages wait;
     /// `compress` tells whether permessage-deflate may compress it.
     fn enqueue(&mut self, message: Message, slack: usize, compress: bool) -> Result<(), SendError> {
-        let driver = {
+        {
             let mut st = self.shared.lock();
             if st.send_closed() {
                 return Err(SendError::Closed(message));
@@ -529,9 +529,8 @@ impl WsWriter {
             }
             st.outgoing.push_back(Outgoing { message, compress });
             st.submitted += 1;
-            st.take_driver()
         };
-        wake([driver]);
+        self.shared.write_now();
         Ok(())
     }
 

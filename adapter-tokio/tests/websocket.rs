@@ -611,3 +611,54 @@ async fn handshake_and_close_timeouts_run_on_their_own() {
     assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(5));
     peer.abort();
 }
+
+/// A sender that fills the socket while its peer does not read, then goes
+/// quiet: only the socket becoming writable again can move the rest. A
+/// `send` writes from the sender's task when it can; when the socket is
+/// full, the connection's task must take over and wait for it.
+async fn fill_the_socket_then_go_quiet() {
+    const COUNT: usize = 400;
+    const SIZE: usize = 16 * 1024;
+    let payload = |i: usize| Message::binary(vec![i as u8; SIZE]);
+    // The server reads nothing for a while, and holds at most one message
+    // for its reader meanwhile: the client's bytes back up into its socket.
+    let mut server = Server::bind(
+        "127.0.0.1:0",
+        ServerConfig::new().with_incoming_buffer(1, SIZE),
+    )
+    .await
+    .expect("bind");
+    let addr = server.local_addr().expect("bound");
+    let reader = tokio::spawn(async move {
+        let incoming = server.accept().await.expect("a connection");
+        let mut ws = incoming.handshake().await.expect("handshake");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for i in 0..COUNT {
+            let got = ws.recv().await.expect("open").expect("no failure");
+            assert!(got == payload(i), "message {i}: {}", describe(&got));
+        }
+        ws
+    });
+    let mut ws = within(
+        "connect",
+        connect(&format!("ws://{addr}/"), &ClientConfig::new()),
+    )
+    .await
+    .expect("connected");
+    for i in 0..COUNT {
+        within("send", ws.send(payload(i))).await.expect("queued");
+    }
+    // Every message reaches the socket, with no other traffic to help.
+    within("flush", ws.flush()).await.expect("all written");
+    let _server_ws = within("the reader", reader).await.expect("reader ok");
+}
+
+#[tokio::test]
+async fn a_sender_that_fills_the_socket_loses_nothing() {
+    fill_the_socket_then_go_quiet().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_fills_the_socket_loses_nothing_across_threads() {
+    fill_the_socket_then_go_quiet().await;
+}
