@@ -143,19 +143,7 @@ impl Pair {
             f(&mut wire);
         }
         self.c2s_bytes += wire.len();
-        let mut rest = &wire[..];
-        while !rest.is_empty() {
-            let n = deliver(
-                &mut self.server,
-                self.now,
-                rest,
-                self.chunk,
-                self.direct_read,
-            );
-            self.direct_reads += usize::from(n.1);
-            rest = &rest[n.0..];
-            self.collect_server();
-        }
+        self.carry(true, &wire);
         true
     }
 
@@ -169,19 +157,28 @@ impl Pair {
             f(&mut wire);
         }
         self.s2c_bytes += wire.len();
-        let mut rest = &wire[..];
-        while !rest.is_empty() {
-            let n = deliver(
-                &mut self.client,
-                self.now,
-                rest,
-                self.chunk,
-                self.direct_read,
-            );
-            self.direct_reads += usize::from(n.1);
-            rest = &rest[n.0..];
-        }
+        self.carry(false, &wire);
         true
+    }
+
+    /// Delivers `wire` to the server (collecting its events after every
+    /// read, so that it answers the handshake at once) or to the client,
+    /// in reads of at most `chunk` bytes.
+    fn carry(&mut self, to_server: bool, wire: &[u8]) {
+        let mut rest = wire;
+        while !rest.is_empty() {
+            let conn = if to_server {
+                &mut self.server
+            } else {
+                &mut self.client
+            };
+            let (n, direct) = deliver(conn, self.now, rest, self.chunk, self.direct_read);
+            self.direct_reads += usize::from(direct);
+            rest = &rest[n..];
+            if to_server {
+                self.collect_server();
+            }
+        }
     }
 
     fn collect_server(&mut self) {
