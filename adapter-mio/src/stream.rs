@@ -9,10 +9,12 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use wharf_core::{
-    ClientRequest, ClientTls, CloseCode, Config, ConfigError, Connection, Event, Message, SendError,
+    BytesMut, ClientRequest, ClientTls, CloseCode, Config, ConfigError, Connection, Event, Message,
+    SendError,
 };
 
-/// Bytes read from the socket in one `read` call.
+/// Bytes read from the socket in one `read` call (outside large frames,
+/// which are read straight into the connection's buffer).
 const READ_CHUNK: usize = 64 * 1024;
 
 /// The read buffer, 64-byte aligned (the kernel copies into aligned buffers
@@ -25,6 +27,20 @@ thread_local! {
     /// an idle connection holds no read buffer at all, and a read event does
     /// not clear 64 KiB first.
     static READ_BUF: RefCell<Box<ReadBuf>> = RefCell::new(Box::new(ReadBuf([0u8; READ_CHUNK])));
+}
+
+/// Reads from `socket` into the spare capacity of `room` (empty, lent by
+/// `Connection::read_with`) without clearing it first: a large payload is
+/// copied once, by the kernel, into the connection's buffer.
+#[allow(unsafe_code)]
+fn recv_spare(socket: &TcpStream, room: &mut BytesMut) -> io::Result<usize> {
+    let spare = room.spare_capacity_mut();
+    let room_len = spare.len();
+    let n = socket2::SockRef::from(socket).recv(spare)?.min(room_len);
+    // SAFETY: `recv` wrote (initialised) the first `n` bytes of the spare
+    // capacity, which starts at `room.len()`; `n` is within that capacity.
+    unsafe { room.set_len(room.len() + n) };
+    Ok(n)
 }
 
 /// A [`Connection`] driven on a non-blocking mio `TcpStream`, registered in
@@ -307,13 +323,23 @@ impl WsStream {
 
     fn read_into(&mut self, buf: &mut [u8; READ_CHUNK], now: Instant) {
         loop {
-            match self.socket.read(buf) {
+            // A large frame arriving: straight into the connection's buffer;
+            // anything else through the thread's read buffer.
+            let socket = &self.socket;
+            let result = match self.conn.read_with(now, |room| recv_spare(socket, room)) {
+                Some(result) => result,
+                None => self.socket.read(buf).inspect(|&n| {
+                    if n > 0 {
+                        self.conn.handle_input(now, &buf[..n]);
+                    }
+                }),
+            };
+            match result {
                 Ok(0) => {
                     self.conn.handle_eof(now);
                     return;
                 }
-                Ok(n) => {
-                    self.conn.handle_input(now, &buf[..n]);
+                Ok(_) => {
                     if !self.conn.wants_read() {
                         return;
                     }
