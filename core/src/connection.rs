@@ -1900,7 +1900,10 @@ impl Connection {
         };
         let payload = tx.message.payload();
         let start = tx.offset;
-        let end = (start + max).min(payload.len());
+        let mut end = (start + max).min(payload.len());
+        if mask.is_none() && end < payload.len() && matches!(self.transport, Transport::Tls(_)) {
+            end = start + tls_frame_payload(max);
+        }
         let fin = end == payload.len();
         let chunk = &payload[start..end];
         if self.direct_to_sink && mask.is_none() && chunk.len() >= DIRECT_FRAME {
@@ -2100,6 +2103,30 @@ fn encode_data_header(
         payload_len: (end - start) as u64,
     };
     encode_header(&header, out)
+}
+
+/// With TLS, the payload length of an unmasked frame that is not its
+/// message's last: at most `max`, and such that header and payload fill
+/// whole TLS records. rustls cuts each write into records of 16 KiB, and
+/// such a frame goes to it in one write, so a 64 KiB payload with its
+/// 10-byte header made four full records and a 10-byte one; 65,532 bytes
+/// with a 4-byte header make four. `max` itself when no such length is
+/// worth it (frames under 4 KiB are batched with others anyway).
+fn tls_frame_payload(max: usize) -> usize {
+    const RECORD: usize = 16 * 1024;
+    // The header's length follows from the payload's (RFC 6455 §5.2): 4
+    // bytes up to 65,535, then 10 (unmasked, as a server's frames are).
+    for header in [4usize, 10] {
+        let whole = (max + header) / RECORD * RECORD;
+        let Some(payload) = whole.checked_sub(header) else {
+            continue;
+        };
+        let header_fits = (header == 4) == (payload <= 0xFFFF);
+        if header_fits && payload >= DIRECT_FRAME && payload <= max {
+            return payload;
+        }
+    }
+    max
 }
 
 /// The opcode of the data frame of `message` starting at byte `start`.

@@ -372,3 +372,48 @@ fn a_failure_while_a_frame_is_half_written_finishes_the_frame_before_the_close()
         assert!(data.iter().all(|(_, payload)| payload.len() == 64 * 1024));
     }
 }
+
+#[test]
+fn a_large_message_over_tls_fills_whole_records() {
+    // rustls cuts each write into records of at most 16 KiB of plaintext;
+    // a server's frames are sized so that each fills whole records (a
+    // 64 KiB payload and its header used to make four records and a
+    // 10-byte one: 80 records for 1 MiB, 16 of them short). Counted on
+    // the wire: application-data records.
+    let pki = TestPki::new();
+    let server_tls = pki.server_tls(&["localhost"]);
+    let client_tls = pki.client_tls();
+    for max_frame in [20_000, 64 * 1024, 100_000, 1 << 20] {
+        let mut config = Config::default();
+        config.max_outgoing_frame = max_frame;
+        let mut p = Pair::tls(config, "wss://localhost/", &client_tls, &server_tls);
+        p.open();
+        let wire = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let tap = wire.clone();
+        p.s2c_filter = Some(Box::new(move |w| tap.borrow_mut().extend_from_slice(w)));
+        let message = Message::binary((0..1 << 20).map(|i| i as u8).collect::<Vec<_>>());
+        p.server.send(message.clone()).unwrap();
+        p.drive();
+        assert_eq!(p.client_messages(), vec![message]);
+
+        let wire = wire.borrow();
+        let mut records = Vec::new();
+        let mut rest = &wire[..];
+        while rest.len() >= 5 {
+            let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+            assert_eq!(rest[0], 23, "application data only after the handshake");
+            records.push(len);
+            rest = &rest[5 + len..];
+        }
+        assert!(rest.is_empty(), "whole records");
+        // 1 MiB is 64 records of 16 KiB; the frames' headers add a few
+        // bytes, hence at most two more, short ones (the last frame's).
+        let full = 16 * 1024 + 17; // plaintext, content type, AEAD tag
+        let short = records.iter().filter(|&&l| l < full).count();
+        assert!(
+            records.len() <= 66 && short <= 2,
+            "frames of {max_frame}: {} records, {short} short: {records:?}",
+            records.len()
+        );
+    }
+}
