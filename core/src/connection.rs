@@ -394,11 +394,7 @@ impl Connection {
     /// head is kept until the rest arrives.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.now = now;
-        if self.phase == Phase::Closed
-            || self.eof
-            || data.is_empty()
-            || self.pending_failure.is_some()
-        {
+        if data.is_empty() || !self.takes_input() {
             return;
         }
         self.note_liveness(now);
@@ -474,11 +470,7 @@ impl Connection {
         now: Instant,
         read: impl FnOnce(&mut BytesMut) -> R,
     ) -> Option<R> {
-        if !matches!(self.transport, Transport::Plain)
-            || self.phase == Phase::Closed
-            || self.eof
-            || self.pending_failure.is_some()
-        {
+        if !matches!(self.transport, Transport::Plain) || !self.takes_input() {
             return None;
         }
         let Rx::Payload { remaining, .. } = self.rx else {
@@ -503,6 +495,12 @@ impl Connection {
             self.decode_input();
         }
         Some(result)
+    }
+
+    /// Whether bytes from the socket are still decoded (not after the
+    /// connection closed, the stream ended, or a failure is pending).
+    fn takes_input(&self) -> bool {
+        self.phase != Phase::Closed && !self.eof && self.pending_failure.is_none()
     }
 
     /// Decodes what the input buffer holds (after new input arrived).
