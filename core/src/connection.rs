@@ -208,6 +208,11 @@ pub struct Connection {
     utf8_carry: Vec<u8>,
     /// The transport reached its end (TCP EOF or TLS close_notify).
     eof: bool,
+    /// The length (header and payload) of the last data frame if its
+    /// payload was large enough for `read_with` (else 0): a stream of large
+    /// frames is read into `inbuf` at frame boundaries too. Forgotten when
+    /// the buffers shrink.
+    large_frame: usize,
 
     // ---- handshake ----
     client_key: String,
@@ -361,6 +366,7 @@ impl Connection {
             utf8: Utf8Validator::default(),
             utf8_carry: Vec::new(),
             eof: false,
+            large_frame: 0,
             client_key: String::new(),
             offered: Vec::new(),
             deflate_offer: None,
@@ -423,13 +429,17 @@ impl Connection {
     /// payload of a large frame through a read buffer of the caller's.
     ///
     /// Returns `None`, without calling `read`, unless a data frame is
-    /// arriving with at least 16 KiB of its payload still to come (and the
-    /// connection is plaintext and still takes input): read into a buffer
+    /// arriving with at least 16 KiB of its payload still to come, or the
+    /// last data frame was that large, the next has not begun and the
+    /// buffer that held it is free again (and the connection is plaintext
+    /// and still takes input): read into a buffer
     /// of your own and call `handle_input` then. Small reads go that way so
-    /// that an idle connection keeps no read buffer.
+    /// that an idle connection keeps no read buffer; a connection that has
+    /// been quiet for a second forgets its last large frame.
     ///
     /// `read` gets an empty buffer whose spare capacity (at least 16 KiB,
-    /// at most the rest of the frame or 1 MiB) it may fill, for example
+    /// at most the rest of the frame, or between frames the size of the
+    /// last, or 1 MiB) it may fill, for example
     /// with tokio-util's `poll_read_buf`, which reads into it without
     /// clearing it first. Whatever it appends is input; a read that
     /// appends nothing changes nothing (an end of stream is still reported
@@ -473,17 +483,28 @@ impl Connection {
         if !matches!(self.transport, Transport::Plain) || !self.takes_input() {
             return None;
         }
-        let Rx::Payload { remaining, .. } = self.rx else {
-            return None;
-        };
-        let to_come = remaining.saturating_sub(self.inbuf.len() as u64);
-        if to_come < DIRECT_READ as u64 {
-            return None;
+        match self.rx {
+            Rx::Payload { remaining, .. } => {
+                let to_come = remaining.saturating_sub(self.inbuf.len() as u64);
+                if to_come < DIRECT_READ as u64 {
+                    return None;
+                }
+                // Room for the rest of the frame (bounded), after what is
+                // buffered; a buffer kept from the previous message is
+                // reused in place.
+                self.inbuf
+                    .reserve(to_come.min(DIRECT_READ_MAX as u64) as usize);
+            }
+            // Between frames after a large one: room for another like it,
+            // if the buffer that held it is free again (the next frame may
+            // be small, so this never allocates).
+            Rx::Header => {
+                let room = self.large_frame.min(DIRECT_READ_MAX);
+                if room == 0 || !self.inbuf.try_reclaim(room) {
+                    return None;
+                }
+            }
         }
-        // Room for the rest of the frame (bounded), after what is buffered;
-        // a buffer kept from the previous message is reused in place.
-        self.inbuf
-            .reserve(to_come.min(DIRECT_READ_MAX as u64) as usize);
         let mut room = self.inbuf.split_off(self.inbuf.len());
         let result = read(&mut room);
         let appended = !room.is_empty();
@@ -1209,6 +1230,7 @@ impl Connection {
     /// A closed connection is about to be dropped with its buffers.
     fn arm_shrink(&mut self, caller_capacity: usize) {
         let large = self.inbuf.capacity() > IDLE_INBUF_CAPACITY
+            || self.large_frame > 0
             || self.out.capacity() > IDLE_INBUF_CAPACITY
             || caller_capacity > IDLE_INBUF_CAPACITY
             || self
@@ -1228,6 +1250,7 @@ impl Connection {
         if self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();
         }
+        self.large_frame = 0;
         if self.out.is_empty() && self.out.capacity() > IDLE_INBUF_CAPACITY {
             self.out = Vec::new();
         }
@@ -1315,6 +1338,12 @@ impl Connection {
                         return Ok(());
                     };
                     self.start_frame(&header)?;
+                    if !header.opcode.is_control() {
+                        self.large_frame = match usize::try_from(header.payload_len) {
+                            Ok(len) if len >= DIRECT_READ => len.saturating_add(n),
+                            _ => 0,
+                        };
+                    }
                     self.inbuf.advance(n);
                     self.rx = Rx::Payload {
                         header,

@@ -83,7 +83,8 @@ fn reading_into_the_connections_buffer_gives_identical_messages() {
         let (events, direct) = exchange_direct(p);
         assert_eq!(events, whole, "chunk size {chunk}");
         // Reads of 64 KiB and more take a whole frame or all but a few
-        // bytes of it: nothing large is left to come at the next read.
+        // bytes of it, and never end between frames: nothing large is left
+        // to come at the next read.
         if chunk <= 20_000 {
             assert!(
                 direct > 0,
@@ -130,6 +131,71 @@ fn read_with_lends_nothing_with_tls_or_after_the_end() {
     assert!(p.server.read_with(now, |_| ()).is_some());
     p.server.handle_eof(now);
     assert!(p.server.read_with(now, |_| ()).is_none(), "after the end");
+}
+
+#[test]
+fn read_with_lends_between_large_frames_until_a_small_one_or_a_quiet_second() {
+    // The payload lengths of the messages `conn` delivered (then dropped).
+    fn delivered(conn: &mut wharf_core::Connection) -> Vec<usize> {
+        std::iter::from_fn(|| conn.poll_event())
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m.payload().len()),
+                _ => None,
+            })
+            .collect()
+    }
+    let mut p = Pair::plain(Config::default());
+    p.open();
+    let mut wire = Vec::new();
+    for len in [40_000usize, 20_000, 100] {
+        p.client.send(Message::binary(vec![7u8; len])).unwrap();
+    }
+    while p.client.poll_transmit(&mut wire) > 0 {}
+    let now = p.now;
+    // Masked frames: 2 + 2 (16-bit length) + 4 (mask) header bytes.
+    let first = 8 + 40_000;
+    p.server.handle_input(now, &wire[..first]);
+    assert!(
+        p.server.read_with(now, |_| ()).is_none(),
+        "the undelivered message still holds the buffer"
+    );
+    assert_eq!(delivered(&mut p.server), [40_000]);
+    // Between frames after a 40,000 byte one: room for another like it,
+    // filled with the whole next frame (header included).
+    let second = 8 + 20_000;
+    let room = p.server.read_with(now, |room| {
+        let room_len = room.capacity();
+        room.extend_from_slice(&wire[first..first + second]);
+        room_len
+    });
+    assert!(room.is_some_and(|len| len >= 40_000 + 8), "{room:?}");
+    assert_eq!(delivered(&mut p.server), [20_000]);
+    // After the 20,000 byte frame, still lent; the read takes the small
+    // frame, and after it nothing is lent.
+    let lent = p.server.read_with(now, |room| {
+        room.extend_from_slice(&wire[first + second..]);
+    });
+    assert!(lent.is_some());
+    assert_eq!(delivered(&mut p.server), [100]);
+    assert!(
+        p.server.read_with(now, |_| ()).is_none(),
+        "after a small frame"
+    );
+
+    // A large frame, then a quiet second: the buffers shrink, and the next
+    // read between frames goes through the caller's buffer again.
+    p.client.send(Message::binary(vec![7u8; 60_000])).unwrap();
+    wire.clear();
+    while p.client.poll_transmit(&mut wire) > 0 {}
+    p.server.handle_input(now, &wire);
+    assert_eq!(delivered(&mut p.server), [60_000]);
+    assert!(p.server.read_with(now, |_| ()).is_some());
+    let later = now + std::time::Duration::from_secs(2);
+    p.server.handle_timeout(later);
+    assert!(
+        p.server.read_with(later, |_| ()).is_none(),
+        "after a quiet second"
+    );
 }
 
 #[test]
