@@ -230,6 +230,12 @@ fn small_messages_allocate_nothing() {
 }
 
 #[test]
+fn messages_of_16_kib_allocate_nothing() {
+    // Read into the connection's buffer between frames, too.
+    assert_steady(16 * 1024);
+}
+
+#[test]
 fn messages_of_64_kib_allocate_nothing() {
     assert_steady(64 * 1024);
 }

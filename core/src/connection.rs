@@ -210,8 +210,8 @@ pub struct Connection {
     eof: bool,
     /// The length (header and payload) of the last data frame if its
     /// payload was large enough for `read_with` (else 0): a stream of large
-    /// frames is read into `inbuf` at frame boundaries too. Forgotten when
-    /// the buffers shrink.
+    /// frames is read into `inbuf` at frame boundaries too, while the
+    /// buffer is kept (it is given back as before, see `arm_shrink`).
     large_frame: usize,
 
     // ---- handshake ----
@@ -434,8 +434,8 @@ impl Connection {
     /// buffer that held it is free again (and the connection is plaintext
     /// and still takes input): read into a buffer
     /// of your own and call `handle_input` then. Small reads go that way so
-    /// that an idle connection keeps no read buffer; a connection that has
-    /// been quiet for a second forgets its last large frame.
+    /// that an idle connection keeps no read buffer; between frames, only
+    /// a buffer the connection kept anyway is lent.
     ///
     /// `read` gets an empty buffer whose spare capacity (at least 16 KiB,
     /// at most the rest of the frame, or between frames the size of the
@@ -1230,7 +1230,6 @@ impl Connection {
     /// A closed connection is about to be dropped with its buffers.
     fn arm_shrink(&mut self, caller_capacity: usize) {
         let large = self.inbuf.capacity() > IDLE_INBUF_CAPACITY
-            || self.large_frame > 0
             || self.out.capacity() > IDLE_INBUF_CAPACITY
             || caller_capacity > IDLE_INBUF_CAPACITY
             || self
@@ -1250,7 +1249,6 @@ impl Connection {
         if self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();
         }
-        self.large_frame = 0;
         if self.out.is_empty() && self.out.capacity() > IDLE_INBUF_CAPACITY {
             self.out = Vec::new();
         }

@@ -182,13 +182,15 @@ fn read_with_lends_between_large_frames_until_a_small_one_or_a_quiet_second() {
         "after a small frame"
     );
 
-    // A large frame, then a quiet second: the buffers shrink, and the next
-    // read between frames goes through the caller's buffer again.
-    p.client.send(Message::binary(vec![7u8; 60_000])).unwrap();
+    // A frame of 64 KiB (a buffer larger than an idle connection keeps),
+    // then a quiet second: the buffer is given back, and the next read
+    // between frames goes through the caller's buffer again.
+    p.client.send(Message::binary(vec![7u8; 65_536])).unwrap();
     wire.clear();
     while p.client.poll_transmit(&mut wire) > 0 {}
+    assert_eq!(wire.len(), 14 + 65_536, "one frame");
     p.server.handle_input(now, &wire);
-    assert_eq!(delivered(&mut p.server), [60_000]);
+    assert_eq!(delivered(&mut p.server), [65_536]);
     assert!(p.server.read_with(now, |_| ()).is_some());
     let later = now + std::time::Duration::from_secs(2);
     p.server.handle_timeout(later);
