@@ -1,8 +1,8 @@
 //! An echo server on wharf-mio: every message comes back to its sender.
 //!
 //! ```sh
-//! cargo run -p wharf-mio --example echo-server -- --listen 127.0.0.1:9001
-//! cargo run -p wharf-mio --example echo-server -- --listen 127.0.0.1:9443 --cert cert.pem --key key.pem
+//! cargo run -p wharf-mio --example mio-echo-server -- --listen 127.0.0.1:9001
+//! cargo run -p wharf-mio --example mio-echo-server -- --listen 127.0.0.1:9443 --cert cert.pem --key key.pem
 //! ```
 
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ fn parse_args() -> Result<Args, String> {
             "--cert" => args.cert = Some(value()?),
             "--key" => args.key = Some(value()?),
             "-h" | "--help" => {
-                return Err("usage: echo-server [--listen ADDR] [--cert PEM --key PEM]".into())
+                return Err("usage: mio-echo-server [--listen ADDR] [--cert PEM --key PEM]".into())
             }
             other => return Err(format!("unknown argument {other}")),
         }

@@ -3,8 +3,8 @@
 //! replies (up to 5 s), then closes with 1000.
 //!
 //! ```sh
-//! printf 'hello\nworld\n' | cargo run -p wharf-tokio --example client -- --url ws://127.0.0.1:9001/
-//! cargo run -p wharf-tokio --example client -- --url wss://localhost:9443/ --ca ca.pem
+//! printf 'hello\nworld\n' | cargo run -p wharf-tokio --example tokio-client -- --url ws://127.0.0.1:9001/
+//! cargo run -p wharf-tokio --example tokio-client -- --url wss://localhost:9443/ --ca ca.pem
 //! ```
 
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wharf_tokio::{connect, ClientConfig, ClientTls, CloseCode, CloseInfo, Initiator, Message};
 
-const USAGE: &str = "usage: client [--url URL] [--ca PEM]
+const USAGE: &str = "usage: tokio-client [--url URL] [--ca PEM]
 
   --url URL   ws:// or wss:// URL to connect to (default ws://127.0.0.1:9001/)
   --ca PEM    trust the CA certificate(s) in this PEM file (a private CA)
@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
         Ok(args) => args,
         Err(why) => {
             if !why.is_empty() {
-                eprintln!("client: {why}");
+                eprintln!("tokio-client: {why}");
             }
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -69,14 +69,14 @@ async fn main() -> ExitCode {
     let config = match config(&args) {
         Ok(config) => config,
         Err(why) => {
-            eprintln!("client: {why}");
+            eprintln!("tokio-client: {why}");
             return ExitCode::FAILURE;
         }
     };
     let ws = match connect(&args.url, &config).await {
         Ok(ws) => ws,
         Err(e) => {
-            eprintln!("client: cannot connect to {}: {e}", args.url);
+            eprintln!("tokio-client: cannot connect to {}: {e}", args.url);
             return ExitCode::FAILURE;
         }
     };
@@ -91,7 +91,7 @@ async fn main() -> ExitCode {
             match reply {
                 Ok(Message::Text(text)) => println!("{text}"),
                 Ok(Message::Binary(bytes)) => println!("<{} binary bytes>", bytes.len()),
-                Err(e) => eprintln!("client: {e}"),
+                Err(e) => eprintln!("tokio-client: {e}"),
             }
             received += 1;
             count_tx.send_replace(received);
@@ -112,14 +112,14 @@ async fn main() -> ExitCode {
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
                     if let Err(e) = writer.send(Message::text(line)).await {
-                        eprintln!("client: {e}");
+                        eprintln!("tokio-client: {e}");
                         break;
                     }
                     sent += 1;
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    eprintln!("client: reading standard input: {e}");
+                    eprintln!("tokio-client: reading standard input: {e}");
                     break;
                 }
             },
@@ -132,7 +132,7 @@ async fn main() -> ExitCode {
     match (outcome, info) {
         (Ok(info), _) => report(Some(info)),
         (Err(e), info) => {
-            eprintln!("client: {e}");
+            eprintln!("tokio-client: {e}");
             report(info)
         }
     }

@@ -3,7 +3,7 @@
 //! accepts permessage-deflate (cases 12.* and 13.*).
 //!
 //! ```sh
-//! cargo run --release -p wharf-mio --example autobahn-server -- --listen 127.0.0.1:9001 [--cert PEM --key PEM]
+//! cargo run --release -p wharf-mio --example mio-autobahn-server -- --listen 127.0.0.1:9001 [--cert PEM --key PEM]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut poll = Poll::new()?;
     let mut server = WsServer::bind(listen.parse()?, options)?;
     server.register(poll.registry())?;
-    println!("autobahn-server (wharf-mio) on {}", server.local_addr());
+    println!("mio-autobahn-server (wharf-mio) on {}", server.local_addr());
     let mut events = Events::with_capacity(1024);
     loop {
         let now = Instant::now();

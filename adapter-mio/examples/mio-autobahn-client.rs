@@ -4,7 +4,7 @@
 //! 12.* and 13.*).
 //!
 //! ```sh
-//! cargo run --release -p wharf-mio --example autobahn-client -- --url ws://127.0.0.1:9001 [--ca PEM] [--agent NAME]
+//! cargo run --release -p wharf-mio --example mio-autobahn-client -- --url ws://127.0.0.1:9001 [--ca PEM] [--agent NAME]
 //! ```
 
 use std::net::ToSocketAddrs;

@@ -3,8 +3,8 @@
 //! policy whenever the server goes away.
 //!
 //! ```sh
-//! cargo run -p wharf-mio --example client -- --url ws://127.0.0.1:9001/
-//! cargo run -p wharf-mio --example client -- --url wss://localhost:9443/ --ca ca.pem --count 10
+//! cargo run -p wharf-mio --example mio-client -- --url ws://127.0.0.1:9001/
+//! cargo run -p wharf-mio --example mio-client -- --url wss://localhost:9443/ --ca ca.pem --count 10
 //! ```
 
 use std::time::{Duration, Instant};
@@ -42,7 +42,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: client [--url URL] [--ca PEM] [--count N] [--interval-ms MS]".into(),
+                    "usage: mio-client [--url URL] [--ca PEM] [--count N] [--interval-ms MS]"
+                        .into(),
                 )
             }
             other => return Err(format!("unknown argument {other}")),

@@ -4,7 +4,7 @@
 //! 12.* and 13.*).
 //!
 //! ```sh
-//! cargo run --release -p wharf-tokio --example autobahn-server -- --listen 127.0.0.1:9001 [--cert PEM --key PEM]
+//! cargo run --release -p wharf-tokio --example tokio-autobahn-server -- --listen 127.0.0.1:9001 [--cert PEM --key PEM]
 //! ```
 
 use wharf_tokio::{Config, DeflateConfig, Server, ServerConfig, ServerTls};
@@ -40,7 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => return Err("--cert and --key go together".into()),
     }
     let mut server = Server::bind(listen.as_str(), config).await?;
-    println!("autobahn-server (wharf-tokio) on {}", server.local_addr()?);
+    println!(
+        "tokio-autobahn-server (wharf-tokio) on {}",
+        server.local_addr()?
+    );
     loop {
         let incoming = server.accept().await?;
         tokio::spawn(async move {

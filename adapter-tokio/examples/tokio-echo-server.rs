@@ -1,8 +1,8 @@
 //! An echo server: every message a client sends comes back to it.
 //!
 //! ```sh
-//! cargo run -p wharf-tokio --example echo-server -- --listen 127.0.0.1:9001
-//! cargo run -p wharf-tokio --example echo-server -- --listen 127.0.0.1:9443 \
+//! cargo run -p wharf-tokio --example tokio-echo-server -- --listen 127.0.0.1:9001
+//! cargo run -p wharf-tokio --example tokio-echo-server -- --listen 127.0.0.1:9443 \
 //!     --cert server.pem --key server.key            # wss
 //! ```
 //!
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use wharf_tokio::{Error, Server, ServerConfig, ServerTls};
 
-const USAGE: &str = "usage: echo-server [--listen ADDR] [--cert PEM --key PEM]
+const USAGE: &str = "usage: tokio-echo-server [--listen ADDR] [--cert PEM --key PEM]
 
   --listen ADDR   address to listen on (default 127.0.0.1:9001)
   --cert PEM      certificate chain (PEM), with --key: serve wss
@@ -66,7 +66,7 @@ async fn main() -> ExitCode {
         Ok(args) => args,
         Err(why) => {
             if !why.is_empty() {
-                eprintln!("echo-server: {why}");
+                eprintln!("tokio-echo-server: {why}");
             }
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -75,7 +75,7 @@ async fn main() -> ExitCode {
     let config = match config(&args) {
         Ok(config) => config,
         Err(why) => {
-            eprintln!("echo-server: {why}");
+            eprintln!("tokio-echo-server: {why}");
             return ExitCode::FAILURE;
         }
     };
@@ -83,13 +83,13 @@ async fn main() -> ExitCode {
     let mut server = match Server::bind(args.listen.as_str(), config).await {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("echo-server: cannot listen on {}: {e}", args.listen);
+            eprintln!("tokio-echo-server: cannot listen on {}: {e}", args.listen);
             return ExitCode::FAILURE;
         }
     };
     match server.local_addr() {
         Ok(addr) => println!("listening on {scheme}://{addr}/"),
-        Err(e) => eprintln!("echo-server: {e}"),
+        Err(e) => eprintln!("tokio-echo-server: {e}"),
     }
 
     let handle = server.handle();

@@ -4,7 +4,7 @@
 //! 12.* and 13.*).
 //!
 //! ```sh
-//! cargo run --release -p wharf-tokio --example autobahn-client -- --url ws://127.0.0.1:9001 [--ca PEM] [--agent NAME]
+//! cargo run --release -p wharf-tokio --example tokio-autobahn-client -- --url ws://127.0.0.1:9001 [--ca PEM] [--agent NAME]
 //! ```
 
 use wharf_tokio::{connect, ClientConfig, ClientTls, Config, DeflateConfig, Message};
