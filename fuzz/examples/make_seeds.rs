@@ -203,6 +203,20 @@ fn main() {
             &raw_frame(0x81, None, "é".repeat(20_000).as_bytes(), 0),
         ]),
     );
+    // Large frames one after another, cut where frames end: the split
+    // connection (its events taken after every piece) is lent its buffer
+    // between frames, too.
+    write(
+        t,
+        "direct_read_between_frames_masked",
+        &cat(&[
+            &[0],
+            &splits2(20_008, 50_016),
+            &raw_frame(0x82, Some(KEY), &[0x5A; 20_000], 0),
+            &raw_frame(0x82, Some(KEY), &[0xA5; 30_000], 0),
+            &raw_frame(0x81, Some(KEY), b"tail", 0),
+        ]),
+    );
     let mut bad_text = "é".repeat(20_000).into_bytes();
     bad_text[25_001] = 0xFF;
     write(

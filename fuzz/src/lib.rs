@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use arbitrary::Unstructured;
 use wharf_core::bench_api::{self, RawHeader, Utf8Check, HEADER_BUF_LEN};
 use wharf_core::{
-    Accept, ClientRequest, CloseCode, CloseInfo, Config, Connection, DeflateConfig, Error, Event,
-    Message, MessageKind, MessageMode, OsSeededRng, ProtocolError, Random, Reject, Role, SendError,
+    Accept, Bytes, ClientRequest, CloseCode, CloseInfo, Config, Connection, DeflateConfig, Error,
+    Event, Message, MessageKind, MessageMode, OsSeededRng, ProtocolError, Random, Reject, Role,
+    SendError,
 };
 
 mod deflate;
@@ -486,6 +487,18 @@ fn feed_direct(conn: &mut Connection, now: Instant, mut piece: &[u8]) {
     }
 }
 
+/// `event` with its message or ping / pong payload copied into a new
+/// allocation (chunks are left as they are).
+fn detach(event: Event) -> Event {
+    match event {
+        Event::Message(Message::Text(t)) => Event::Message(Message::text(t.as_str().to_owned())),
+        Event::Message(Message::Binary(b)) => Event::Message(Message::binary(b.to_vec())),
+        Event::Ping(p) => Event::Ping(Bytes::from(p.to_vec())),
+        Event::Pong(p) => Event::Pong(Bytes::from(p.to_vec())),
+        other => other,
+    }
+}
+
 pub fn run_frame_decode(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let Some(flags) = take_u8(&mut u) else { return };
@@ -514,12 +527,18 @@ pub fn run_frame_decode(data: &[u8]) {
         *s %= bytes.len() + 1;
     }
     splits.sort_unstable();
+    // The split side's events are taken after every piece, their payloads
+    // copied out and the originals dropped, as an application that keeps
+    // up would: the connection's buffer is then free again between frames,
+    // where `read_with` lends it after a large frame.
+    let mut split_events = Vec::new();
     let mut start = 0;
     for &end in splits.iter().chain(std::iter::once(&bytes.len())) {
         feed_direct(&mut split, now, &bytes[start..end]);
+        split_events.extend(events(&mut split).into_iter().map(detach));
         start = end;
     }
-    let split_events = events(&mut split);
+    split_events.extend(events(&mut split));
     let split_out = drain(&mut split);
 
     match config.message_mode {
