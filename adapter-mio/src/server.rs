@@ -54,7 +54,8 @@ pub struct ConnId {
 struct Slot {
     stream: WsStream,
     generation: u64,
-    /// The deadline registered in `deadlines` for this slot.
+    /// The deadline registered in `deadlines` for this slot: never later
+    /// than the connection's own (see `WsServer::after`).
     deadline: Option<Instant>,
     /// Listed in `ready`: it may have events to report.
     ready: bool,
@@ -181,7 +182,9 @@ impl WsServer {
         }
     }
 
-    /// The earliest connection deadline.
+    /// The earliest connection deadline. It may come before any timer is
+    /// due (a connection whose timers moved later is looked at once at
+    /// the earlier time); `handle_timeout` then only re-registers.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.first().map(|(t, _)| *t)
@@ -410,14 +413,22 @@ impl WsServer {
             s.ready = true;
             self.ready.push_back(slot);
         }
+        // Only an earlier deadline is registered again. A busy connection
+        // pushes its timers later on every message (keepalive, giving back
+        // large buffers); re-sorting the set each time would cost two tree
+        // updates per message, and allocations once many connections are
+        // in it. A registration left too early fires, runs the connection's
+        // timers early (harmless) and registers the deadline then due.
         let deadline = s.stream.poll_timeout();
-        if deadline != s.deadline {
+        let earlier = match (deadline, s.deadline) {
+            (Some(new), Some(old)) => new < old,
+            (new, old) => new.is_some() && old.is_none(),
+        };
+        if earlier {
             if let Some(old) = s.deadline {
                 self.deadlines.remove(&(old, slot));
             }
-            if let Some(new) = deadline {
-                self.deadlines.insert((new, slot));
-            }
+            self.deadlines.extend(deadline.map(|new| (new, slot)));
             s.deadline = deadline;
         }
         if s.stream.is_finished() && !s.ready {
