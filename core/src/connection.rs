@@ -428,22 +428,23 @@ impl Connection {
     /// [`handle_input`](Self::handle_input) would. This saves copying the
     /// payload of a large frame through a read buffer of the caller's.
     ///
-    /// Returns `None`, without calling `read`, unless a data frame is
-    /// arriving with at least 16 KiB of its payload still to come, or the
-    /// last data frame was that large, the next has not begun and the
-    /// buffer that held it is free again (and the connection is plaintext
-    /// and still takes input): read into a buffer
-    /// of your own and call `handle_input` then. Small reads go that way so
-    /// that an idle connection keeps no read buffer; between frames, only
-    /// a buffer the connection kept anyway is lent.
+    /// Returns `None`, without calling `read`, unless the connection is
+    /// plaintext, still takes input, and either a data frame is arriving
+    /// with at least 16 KiB of its payload still to come, or the last data
+    /// frame was that large, the next has not begun and the buffer that
+    /// held the last one is free again (its messages were dropped). On
+    /// `None`, read into a buffer of your own and call `handle_input`.
+    /// Small reads go that way so that an idle connection keeps no read
+    /// buffer; between frames, only a buffer the connection kept anyway is
+    /// lent.
     ///
-    /// `read` gets an empty buffer whose spare capacity (at least 16 KiB,
-    /// at most the rest of the frame, or between frames the size of the
-    /// last, or 1 MiB) it may fill, for example
-    /// with tokio-util's `poll_read_buf`, which reads into it without
-    /// clearing it first. Whatever it appends is input; a read that
-    /// appends nothing changes nothing (an end of stream is still reported
-    /// with [`handle_eof`](Self::handle_eof)).
+    /// `read` gets an empty buffer whose spare capacity (at least 16 KiB:
+    /// the rest of the frame, or between frames the size of the last one,
+    /// bounded by 1 MiB) it may fill, for example with tokio-util's
+    /// `poll_read_buf`, which reads into it without clearing it first.
+    /// Whatever it appends is input; a read that appends nothing changes
+    /// nothing (an end of stream is still reported with
+    /// [`handle_eof`](Self::handle_eof)).
     ///
     /// ```
     /// use std::io::{self, Read};
