@@ -157,7 +157,14 @@ impl WsStream {
             return;
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.read(now);
+            // Without a hang-up or an error in the event, a read shorter than
+            // asked for has emptied the socket: data arriving after it raises
+            // a new edge (epoll(7)), so the read that would only say
+            // `WouldBlock` is skipped, one system call per message saved.
+            // With one, read on to the end of the stream: no later edge
+            // would report it.
+            let to_the_end = event.is_read_closed() || event.is_error();
+            self.read(now, to_the_end);
         }
         self.drive(registry, now);
     }
@@ -314,19 +321,25 @@ impl WsStream {
         }
     }
 
-    fn read(&mut self, now: Instant) {
+    fn read(&mut self, now: Instant, to_the_end: bool) {
         if !self.conn.wants_read() || self.io_error.is_some() {
             return;
         }
-        READ_BUF.with(|buf| self.read_into(&mut buf.borrow_mut().0, now));
+        READ_BUF.with(|buf| self.read_into(&mut buf.borrow_mut().0, now, to_the_end));
     }
 
-    fn read_into(&mut self, buf: &mut [u8; READ_CHUNK], now: Instant) {
+    /// Reads until the socket is empty (a short read, or `WouldBlock`), or
+    /// with `to_the_end` until `WouldBlock` or the end of the stream.
+    fn read_into(&mut self, buf: &mut [u8; READ_CHUNK], now: Instant, to_the_end: bool) {
         loop {
             // A large frame arriving: straight into the connection's buffer;
             // anything else through the thread's read buffer.
             let socket = &self.socket;
-            let result = match self.conn.read_with(now, |room| recv_spare(socket, room)) {
+            let mut asked = buf.len();
+            let result = match self.conn.read_with(now, |room| {
+                asked = room.capacity() - room.len();
+                recv_spare(socket, room)
+            }) {
                 Some(result) => result,
                 None => self.socket.read(buf).inspect(|&n| {
                     if n > 0 {
@@ -339,8 +352,8 @@ impl WsStream {
                     self.conn.handle_eof(now);
                     return;
                 }
-                Ok(_) => {
-                    if !self.conn.wants_read() {
+                Ok(n) => {
+                    if !self.conn.wants_read() || (n < asked && !to_the_end) {
                         return;
                     }
                 }

@@ -200,3 +200,82 @@ fn graceful_server_shutdown_closes_with_1001() {
     });
     assert_eq!(code, Some(wharf_core::CloseCode::GOING_AWAY));
 }
+
+/// A raw client socket, upgraded by the looper's server.
+fn raw_client(l: &mut Looper) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let addr = l.server.as_ref().unwrap().local_addr();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let opened = l.server_events.len();
+    l.run_until(LIMIT, |l| {
+        l.server_events[opened..]
+            .iter()
+            .any(|(_, e)| matches!(e, wharf_core::Event::Open(_)))
+    });
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s
+}
+
+/// A masked text frame.
+fn masked_text(text: &str) -> Vec<u8> {
+    let key = [0x5a, 0x01, 0xc3, 0x7e];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&key);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+/// The server stops reading at a short read (the socket is empty); a
+/// hang-up that arrived with the data must still be read to its end, since
+/// no later event reports it.
+#[test]
+fn data_and_hang_up_in_one_event_are_both_seen() {
+    use std::io::Write;
+    let mut l = Looper::new();
+    l.echo = false;
+    l.set_server(server(ServerOptions::default()));
+    let server_closed = |l: &Looper| {
+        l.server_events
+            .iter()
+            .filter(|(_, e)| matches!(e, wharf_core::Event::Closed(_)))
+            .count()
+    };
+
+    // Data and FIN sent before the server's loop turns: one event.
+    let mut s = raw_client(&mut l);
+    s.write_all(&masked_text("last words")).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    l.run_until(LIMIT, |l| server_closed(l) == 1);
+    assert_eq!(l.server_messages(), vec![Message::text("last words")]);
+    let closed = l.server_events.iter().find_map(|(_, e)| match e {
+        wharf_core::Event::Closed(info) => Some(info.code),
+        _ => None,
+    });
+    assert_eq!(closed, Some(wharf_core::CloseCode::ABNORMAL));
+    l.run_until(LIMIT, |l| {
+        l.server.as_ref().unwrap().connection_count() == 0
+    });
+
+    // The FIN after the data was read: an event of its own.
+    let mut s = raw_client(&mut l);
+    s.write_all(&masked_text("more")).unwrap();
+    l.run_until(LIMIT, |l| l.server_messages().len() == 2);
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    l.run_until(LIMIT, |l| server_closed(l) == 2);
+    l.run_until(LIMIT, |l| {
+        l.server.as_ref().unwrap().connection_count() == 0
+    });
+}
