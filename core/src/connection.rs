@@ -818,54 +818,77 @@ impl Connection {
         written: &mut usize,
     ) -> io::Result<bool> {
         loop {
-            let mut headers = [[0u8; MAX_HEADER_LEN]; MAX_DIRECT_FRAMES];
-            let mut parts = [DirectPart::default(); MAX_DIRECT_FRAMES];
             // Control frames waiting go at the next frame boundary.
             let control_waiting = self.control_waiting();
-            let count = if control_waiting {
-                self.plan_in_progress(&mut parts)
-            } else {
-                self.plan_direct(&mut headers, &mut parts)
-            };
+            let in_progress = self.data.front().is_some_and(|tx| tx.frame_end > tx.offset);
+            let direct = in_progress || (!control_waiting && self.direct_ready());
             let rest_len = self.out.len() - self.out_pos;
-            let between_frames = self.data.front().is_none_or(|tx| tx.frame_end <= tx.offset);
-            if rest_len == 0 && (count == 0 || (between_frames && control_waiting)) {
+            if rest_len == 0 && (!direct || (!in_progress && control_waiting)) {
                 // Done, or control frames go next: `fill_out` puts them first.
                 self.out.clear();
                 self.out_pos = 0;
                 return Ok(true);
             }
-            let result = {
-                let mut slices = [IoSlice::new(&[]); 1 + 2 * MAX_DIRECT_FRAMES];
-                let mut used = 0;
-                if rest_len > 0 {
-                    slices[0] = IoSlice::new(&self.out[self.out_pos..]);
-                    used = 1;
+            let result = if direct {
+                self.write_direct(sink, rest_len, control_waiting)
+            } else {
+                // Only what `out` holds (small frames): nothing to gather.
+                let result = sink.write(&self.out[self.out_pos..]);
+                if let Ok(n) = result {
+                    self.out_pos += n.min(rest_len);
                 }
-                for (part, header) in parts.iter().zip(&headers).take(count) {
-                    if part.header_len > 0 {
-                        slices[used] = IoSlice::new(&header[..part.header_len]);
-                        used += 1;
-                    }
-                    let payload = self.data[part.index].message.payload();
-                    slices[used] = IoSlice::new(&payload[part.start..part.end]);
-                    used += 1;
-                }
-                sink.write_vectored(&slices[..used])
+                result
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    *written += n;
-                    let from_out = n.min(rest_len);
-                    self.out_pos += from_out;
-                    self.direct_written(n - from_out, &headers, &parts[..count]);
-                }
+                Ok(n) => *written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// One vectored write of the rest of `out` (`rest_len` bytes) and the
+    /// frames planned straight from the messages (only the rest of a frame
+    /// in progress while `control_waiting`), accounted for.
+    fn write_direct(
+        &mut self,
+        sink: &mut dyn io::Write,
+        rest_len: usize,
+        control_waiting: bool,
+    ) -> io::Result<usize> {
+        let mut headers = [[0u8; MAX_HEADER_LEN]; MAX_DIRECT_FRAMES];
+        let mut parts = [DirectPart::default(); MAX_DIRECT_FRAMES];
+        let count = if control_waiting {
+            self.plan_in_progress(&mut parts)
+        } else {
+            self.plan_direct(&mut headers, &mut parts)
+        };
+        let result = {
+            let mut slices = [IoSlice::new(&[]); 1 + 2 * MAX_DIRECT_FRAMES];
+            let mut used = 0;
+            if rest_len > 0 {
+                slices[0] = IoSlice::new(&self.out[self.out_pos..]);
+                used = 1;
+            }
+            for (part, header) in parts.iter().zip(&headers).take(count) {
+                if part.header_len > 0 {
+                    slices[used] = IoSlice::new(&header[..part.header_len]);
+                    used += 1;
+                }
+                let payload = self.data[part.index].message.payload();
+                slices[used] = IoSlice::new(&payload[part.start..part.end]);
+                used += 1;
+            }
+            sink.write_vectored(&slices[..used])
+        };
+        if let Ok(n) = result {
+            let from_out = n.min(rest_len);
+            self.out_pos += from_out;
+            self.direct_written(n - from_out, &headers, &parts[..count]);
+        }
+        result
     }
 
     /// Control frames that `fill_out` would write before the next data frame.
@@ -876,10 +899,43 @@ impl Connection {
     }
 
     /// Whether a frame can go to the sink straight from the oldest message.
+    /// The same as `plan_direct` planning anything, without planning: it
+    /// is asked several times per `transmit_to`.
     fn direct_ready(&self) -> bool {
-        let mut headers = [[0u8; MAX_HEADER_LEN]; 1];
-        let mut parts = [DirectPart::default(); 1];
-        self.plan_direct(&mut headers, &mut parts) > 0
+        let ready = self.direct_ready_fast();
+        debug_assert_eq!(
+            ready,
+            self.plan_direct(&mut [[0; MAX_HEADER_LEN]], &mut [DirectPart::default()]) > 0,
+            "direct_ready must agree with plan_direct"
+        );
+        ready
+    }
+
+    fn direct_ready_fast(&self) -> bool {
+        let Some(tx) = self.data.front() else {
+            return false;
+        };
+        if tx.frame_end > tx.offset {
+            // Only uncompressed frames are ever left in progress.
+            return true;
+        }
+        if !self.direct_allowed() || tx.compress {
+            return false;
+        }
+        let max = self.config.max_outgoing_frame.max(1);
+        let end = (tx.offset + max).min(tx.message.len());
+        end - tx.offset >= DIRECT_FRAME
+    }
+
+    /// Whether `plan_direct` plans whole frames, not only the rest of one
+    /// in progress: a plaintext server's data while data may go out.
+    fn direct_allowed(&self) -> bool {
+        let data_allowed = !self.close.sent
+            && match self.close.pending {
+                None => self.phase == Phase::Open,
+                Some(_) => self.close.after_data,
+            };
+        self.role == Role::Server && matches!(self.transport, Transport::Plain) && data_allowed
     }
 
     /// The frames plaintext `transmit_to` writes from the messages after
@@ -888,13 +944,7 @@ impl Connection {
     /// least [`DIRECT_FRAME`] bytes (`fill_out` framed what came before).
     /// Returns how many of `parts` (and `headers`) it filled.
     fn plan_direct(&self, headers: &mut [[u8; MAX_HEADER_LEN]], parts: &mut [DirectPart]) -> usize {
-        let data_allowed = !self.close.sent
-            && match self.close.pending {
-                None => self.phase == Phase::Open,
-                Some(_) => self.close.after_data,
-            };
-        if self.role != Role::Server || !matches!(self.transport, Transport::Plain) || !data_allowed
-        {
+        if !self.direct_allowed() {
             return self.plan_in_progress(parts);
         }
         let max = self.config.max_outgoing_frame.max(1);
