@@ -14,7 +14,15 @@
 //! table (default 1,000, bounded by the file limit: each holds its zlib
 //! state there), `WHARF_BENCH_SECTIONS` a comma list of
 //! `echo,idle,handshake,deflate` (default all), `WHARF_BENCH_CASES` a comma
-//! list of case indexes 0–4 (default all; the echo and deflate sections).
+//! list of case indexes 0–4 (default all; the echo and deflate sections),
+//! `WHARF_BENCH_SERVERS` a comma list of servers to start (default all:
+//! `wharf-mio,wharf-tokio,tokio-tungstenite,fastwebsockets,tokio-websockets,floor`).
+//!
+//! Profiles: with `WHARF_BENCH_SERVERS` set, the echo section also prints
+//! how many messages each server echoed in all, so that an instruction
+//! count of its thread (valgrind's callgrind with `--separate-threads=yes`;
+//! each server thread is named `server-<slot>`) divides into a cost per
+//! message. The README's Benchmarks section has the commands.
 //!
 //! `deflate`: wharf's servers with permessage-deflate negotiated against the
 //! same servers without it, on a compressible payload: echo throughput,
@@ -56,6 +64,8 @@ struct Settings {
     hs_parallel: usize,
     sections: Vec<String>,
     cases: Vec<usize>,
+    /// Servers to start; empty: all.
+    servers: Vec<String>,
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -87,7 +97,14 @@ impl Settings {
                 .filter_map(|c| c.parse().ok())
                 .filter(|&c| c < CASES.len())
                 .collect(),
+            servers: list("WHARF_BENCH_SERVERS", ""),
         }
+    }
+
+    /// Whether `kind`'s servers are started (`WHARF_BENCH_SERVERS`).
+    fn starts(&self, kind: Kind) -> bool {
+        let key = kind.name(false).split(':').next().unwrap_or_default();
+        self.servers.is_empty() || self.servers.iter().any(|s| s == key)
     }
 
     fn section(&self, name: &str) -> bool {
@@ -198,10 +215,12 @@ fn main() {
         tls: vec![],
     };
     for kind in Kind::ALL {
-        fleet.plain.push((kind, servers::start(kind, None, slot)));
-        fleet
-            .tls
-            .push((kind, servers::start(kind, Some(&tls), slot + 1)));
+        if settings.starts(kind) {
+            fleet.plain.push((kind, servers::start(kind, None, slot)));
+            fleet
+                .tls
+                .push((kind, servers::start(kind, Some(&tls), slot + 1)));
+        }
         slot += 2;
     }
     // Started only for their section: compression on in their config.
@@ -240,6 +259,8 @@ struct EchoRun {
     allocs_per_msg: f64,
     server_cpu: f64,
     client_cpu: f64,
+    /// Messages echoed in the whole run, warm-up included.
+    total: u64,
 }
 
 /// Waits (at most 20 s) for the load's connection tasks, once told to stop;
@@ -306,6 +327,7 @@ async fn echo_run(
     );
     stop.store(true, Ordering::Relaxed);
     join_load(&mut tasks).await?;
+    let total = count.load(Ordering::Relaxed);
     let elapsed = (t1 - t0).as_secs_f64();
     let msgs = (c1 - c0).max(1) as f64;
     Ok(EchoRun {
@@ -313,6 +335,7 @@ async fn echo_run(
         allocs_per_msg: (a1 - a0) as f64 / msgs,
         server_cpu: (cpu1 - cpu0) as f64 / 100.0 / elapsed,
         client_cpu: (me1 - me0) as f64 / 100.0 / elapsed,
+        total,
     })
 }
 
@@ -408,6 +431,7 @@ async fn echo_section(settings: &Settings, fleet: &Fleet, tls: &tls::Tls) {
                 .iter()
                 .map(|_| (vec![], vec![], vec![], vec![], None))
                 .collect();
+            let mut totals = vec![0u64; servers.len()];
             // Interleaved: run r of every server, then run r + 1, so drift
             // on the machine spreads over all servers alike.
             for _ in 0..settings.runs {
@@ -427,6 +451,7 @@ async fn echo_section(settings: &Settings, fleet: &Fleet, tls: &tls::Tls) {
                             samples[i].1.push(run.allocs_per_msg);
                             samples[i].2.push(run.server_cpu);
                             samples[i].3.push(run.client_cpu);
+                            totals[i] += run.total;
                         }
                         Err(e) => {
                             samples[i].4.get_or_insert(e.to_string());
@@ -468,6 +493,15 @@ async fn echo_section(settings: &Settings, fleet: &Fleet, tls: &tls::Tls) {
                 })
                 .collect();
             print_rows(&rows, "msgs/s", true);
+            if !settings.servers.is_empty() {
+                for ((kind, server), total) in servers.iter().zip(&totals) {
+                    println!(
+                        "  {}: {total} messages echoed in all runs (thread server-{})",
+                        kind.name(use_tls),
+                        server.slot
+                    );
+                }
+            }
         }
     }
     println!();
