@@ -151,7 +151,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// `waker`: the driver task's, to be woken by the handles; `None` when
     /// called from a sender's task (`write_now`).
     fn exchange(&mut self, waker: Option<&Waker>) -> (bool, bool) {
-        let now = now();
+        // The clock is read only when closing needs it, not per message.
+        let mut clock = None;
+        let mut now = move || *clock.get_or_insert_with(now);
         let close_timeout = self.link.conn_close_timeout();
         let mut progress = false;
         let mut writer = None;
@@ -166,13 +168,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.closing = Closing::Wanted {
                         code,
                         reason,
-                        since: now,
+                        since: now(),
                     };
                 } else if !st.reader_alive && !st.writer_alive {
                     self.closing = Closing::Wanted {
                         code: CloseCode::GOING_AWAY,
                         reason: String::new(),
-                        since: now,
+                        since: now(),
                     };
                 }
             }
@@ -215,7 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             } = &self.closing
             {
                 let drained = self.held.is_none() && st.outgoing.is_empty();
-                let overdue = now >= *since + close_timeout;
+                let overdue = now() >= *since + close_timeout;
                 if drained || overdue || !self.link.conn.is_open() {
                     // Validated by the handle (or a constant): cannot fail.
                     let _ = self.link.conn.close(*code, reason);

@@ -31,6 +31,15 @@ const READ_CHUNK: usize = 64 * 1024;
 /// anyway.
 const DRAIN_MARGIN: Duration = Duration::from_secs(1);
 
+/// The earlier of two optional deadlines (asked on every turn: no iterator).
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// The time, from tokio's clock (so tests may pause it).
 pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -233,10 +242,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     fn poll_timers(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let drain = self.drain_deadline(now);
-        let next = [self.conn.poll_timeout(), drain, self.extra_deadline]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = earlier(
+            earlier(self.conn.poll_timeout(), drain),
+            self.extra_deadline,
+        );
         let Some(deadline) = next else {
             return false;
         };

@@ -24,17 +24,19 @@ pub(crate) struct Timers {
 impl Timers {
     /// The earliest armed deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        [
-            self.handshake,
-            self.close,
-            self.keepalive,
-            self.pong,
-            self.linger,
-            self.shrink,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Pairwise, without an iterator: asked several times per message.
+        let earlier = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        earlier(
+            earlier(
+                earlier(self.handshake, self.close),
+                earlier(self.keepalive, self.pong),
+            ),
+            earlier(self.linger, self.shrink),
+        )
     }
 
     /// Disarms everything.
@@ -51,5 +53,40 @@ pub(crate) fn expired(slot: &mut Option<Instant>, now: Instant) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn next_is_the_earliest_armed_deadline() {
+        let base = Instant::now();
+        // Every subset of the six slots, armed at distinct times.
+        for armed in 0u32..64 {
+            for earliest in 0..6 {
+                let mut t = Timers::default();
+                let mut want = None;
+                let slots = [
+                    &mut t.handshake,
+                    &mut t.close,
+                    &mut t.keepalive,
+                    &mut t.pong,
+                    &mut t.linger,
+                    &mut t.shrink,
+                ];
+                for (i, slot) in slots.into_iter().enumerate() {
+                    if armed & (1 << i) != 0 {
+                        // Slot `earliest` gets the smallest time.
+                        let at = base + Duration::from_secs(((i + 6 - earliest) % 6) as u64 + 1);
+                        *slot = Some(at);
+                        want = Some(want.map_or(at, |w: Instant| w.min(at)));
+                    }
+                }
+                assert_eq!(t.next(), want, "armed {armed:06b}");
+            }
+        }
     }
 }
