@@ -732,6 +732,17 @@ impl Connection {
     /// idle connections stay small, as the connection does with its own.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+        // As in `transmit_to`: nothing while open unless `wants_write`.
+        let idle = cfg!(debug_assertions) && self.is_open() && !self.wants_write();
+        let produced = self.poll_transmit_inner(buf);
+        debug_assert!(
+            !idle || produced == 0,
+            "poll_transmit produced bytes on an open connection that did not want to write"
+        );
+        produced
+    }
+
+    fn poll_transmit_inner(&mut self, buf: &mut Vec<u8>) -> usize {
         let before = buf.len();
         match &mut self.transport {
             Transport::Plain => {
@@ -771,6 +782,19 @@ impl Connection {
     /// broken, which the caller reports with [`handle_eof`](Self::handle_eof).
     /// `poll_transmit` and `transmit_to` may be mixed.
     pub fn transmit_to(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
+        // While open, nothing is written unless `wants_write` said so: an
+        // adapter may skip the call then (after the connection closed, the
+        // rest of a frame cut short may still go out).
+        let idle = cfg!(debug_assertions) && self.is_open() && !self.wants_write();
+        let result = self.transmit_to_inner(sink);
+        debug_assert!(
+            !idle || !matches!(result, Ok(n) if n > 0),
+            "transmit_to wrote on an open connection that did not want to write"
+        );
+        result
+    }
+
+    fn transmit_to_inner(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
         let mut written = 0;
         loop {
             match &mut self.transport {
