@@ -1184,6 +1184,11 @@ impl Connection {
     }
 
     /// There are bytes to transmit: register for writability.
+    ///
+    /// While the connection [`is_open`](Self::is_open), `transmit_to` and
+    /// `poll_transmit` write nothing when this is false, so a loop may skip
+    /// them then. Once it is not open, call them anyway: the rest of a frame
+    /// cut short by the end of the transport may still go out.
     #[must_use]
     pub fn wants_write(&self) -> bool {
         if self.out_pos < self.out.len() {
