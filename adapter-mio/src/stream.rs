@@ -159,11 +159,16 @@ impl WsStream {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             // Without a hang-up or an error in the event, a read shorter than
             // asked for has emptied the socket: data arriving after it raises
-            // a new edge (epoll(7)), so the read that would only say
-            // `WouldBlock` is skipped, one system call per message saved.
-            // With one, read on to the end of the stream: no later edge
-            // would report it.
-            let to_the_end = event.is_read_closed() || event.is_error();
+            // a new edge (epoll(7); kqueue likewise), so the read that would
+            // only say `WouldBlock` is skipped, one system call per message
+            // saved. With one, read on to the end of the stream: no later
+            // edge would report it. mio's Windows backend (and its forced
+            // poll(2) one) re-arms only after `WouldBlock`: read on there
+            // (tokio makes the same exceptions).
+            let to_the_end = cfg!(windows)
+                || cfg!(mio_unsupported_force_poll_poll)
+                || event.is_read_closed()
+                || event.is_error();
             self.read(now, to_the_end);
         }
         self.drive(registry, now);
