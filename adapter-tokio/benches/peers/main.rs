@@ -103,8 +103,7 @@ impl Settings {
 
     /// Whether `kind`'s servers are started (`WHARF_BENCH_SERVERS`).
     fn starts(&self, kind: Kind) -> bool {
-        let key = kind.name(false).split(':').next().unwrap_or_default();
-        self.servers.is_empty() || self.servers.iter().any(|s| s == key)
+        self.servers.is_empty() || self.servers.iter().any(|s| s == kind.key())
     }
 
     fn section(&self, name: &str) -> bool {
@@ -206,6 +205,18 @@ fn main() {
         return;
     }
     let settings = Settings::from_env();
+    let known: Vec<&str> = Kind::ALL.iter().map(|k| k.key()).collect();
+    if let Some(unknown) = settings
+        .servers
+        .iter()
+        .find(|s| !known.contains(&s.as_str()))
+    {
+        eprintln!(
+            "WHARF_BENCH_SERVERS: no server named {unknown:?}; the names are {}",
+            known.join(",")
+        );
+        std::process::exit(2);
+    }
     print_machine(&settings);
     assert!(alloc::pin(1), "pin the load client to core 1");
     let tls = tls::Tls::new();

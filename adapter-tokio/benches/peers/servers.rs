@@ -48,6 +48,14 @@ impl Kind {
         }
     }
 
+    /// The name `WHARF_BENCH_SERVERS` knows it by.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Kind::Floor => "floor",
+            _ => self.name(false),
+        }
+    }
+
     pub(crate) fn is_wharf(self) -> bool {
         matches!(self, Kind::WharfMio | Kind::WharfTokio)
     }
