@@ -147,26 +147,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             return discarded;
         }
         let mut progress = false;
-        // Most turns of an open connection have nothing to write (a
-        // sender's task wrote it); the core writes nothing then.
-        if !self.conn.is_open() || self.conn.wants_write() {
-            let mut sink = SyncWrite {
-                io: &mut self.io,
-                cx,
-            };
-            match self.conn.transmit_to(&mut sink) {
-                Ok(n) => {
-                    if n > 0 {
-                        self.unflushed = true;
-                        progress = true;
-                    }
+        let mut sink = SyncWrite {
+            io: &mut self.io,
+            cx,
+        };
+        match self.conn.transmit_to(&mut sink) {
+            Ok(n) => {
+                if n > 0 {
+                    self.unflushed = true;
+                    progress = true;
                 }
-                Err(_) => {
-                    // EPIPE, ECONNRESET or a zero-length write: the transport
-                    // is gone. The core knows only "the transport ended".
-                    self.fail_write(now);
-                    return true;
-                }
+            }
+            Err(_) => {
+                // EPIPE, ECONNRESET or a zero-length write: the transport
+                // is gone. The core knows only "the transport ended".
+                self.fail_write(now);
+                return true;
             }
         }
         if self.unflushed && !self.conn.wants_write() {

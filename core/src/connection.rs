@@ -732,12 +732,12 @@ impl Connection {
     /// idle connections stay small, as the connection does with its own.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
-        // As in `transmit_to`: nothing while open unless `wants_write`.
-        let idle = cfg!(debug_assertions) && self.is_open() && !self.wants_write();
+        // As in `transmit_to`: nothing unless `wants_write`.
+        let idle = cfg!(debug_assertions) && !self.wants_write();
         let produced = self.poll_transmit_inner(buf);
         debug_assert!(
             !idle || produced == 0,
-            "poll_transmit produced bytes on an open connection that did not want to write"
+            "poll_transmit produced bytes on a connection that did not want to write"
         );
         produced
     }
@@ -782,16 +782,17 @@ impl Connection {
     /// broken, which the caller reports with [`handle_eof`](Self::handle_eof).
     /// `poll_transmit` and `transmit_to` may be mixed.
     pub fn transmit_to(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
-        // While open, nothing is written unless `wants_write` said so: an
-        // adapter may skip the call then (after the connection closed, the
-        // rest of a frame cut short may still go out).
-        let idle = cfg!(debug_assertions) && self.is_open() && !self.wants_write();
-        let result = self.transmit_to_inner(sink);
-        debug_assert!(
-            !idle || !matches!(result, Ok(n) if n > 0),
-            "transmit_to wrote on an open connection that did not want to write"
-        );
-        result
+        // Nothing is written unless `wants_write` said so: an adapter may
+        // skip the call then.
+        if !self.wants_write() {
+            // Debug builds (the tests, the fuzzers) write anyway, to check.
+            debug_assert!(
+                !matches!(self.transmit_to_inner(sink), Ok(n) if n > 0),
+                "transmit_to wrote on a connection that did not want to write"
+            );
+            return Ok(0);
+        }
+        self.transmit_to_inner(sink)
     }
 
     fn transmit_to_inner(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
@@ -816,6 +817,10 @@ impl Connection {
                 }
             }
             // Everything encoded went out: encode more, or stop.
+            if !self.wants_write() {
+                self.arm_shrink(0);
+                return Ok(written);
+            }
             let encoded = match self.transport {
                 Transport::Plain => {
                     self.direct_to_sink = true;
@@ -844,7 +849,7 @@ impl Connection {
         loop {
             // Control frames waiting go at the next frame boundary.
             let control_waiting = self.control_waiting();
-            let in_progress = self.data.front().is_some_and(|tx| tx.frame_end > tx.offset);
+            let in_progress = self.frame_in_progress();
             let direct = in_progress || (!control_waiting && self.direct_ready());
             let rest_len = self.out.len() - self.out_pos;
             if rest_len == 0 && (!direct || (!in_progress && control_waiting)) {
@@ -865,7 +870,15 @@ impl Connection {
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => *written += n,
+                Ok(n) => {
+                    *written += n;
+                    if !direct && self.out_pos == self.out.len() {
+                        // All of `out` went: the caller frames what is next.
+                        self.out.clear();
+                        self.out_pos = 0;
+                        return Ok(true);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -1185,10 +1198,8 @@ impl Connection {
 
     /// There are bytes to transmit: register for writability.
     ///
-    /// While the connection [`is_open`](Self::is_open), `transmit_to` and
-    /// `poll_transmit` write nothing when this is false, so a loop may skip
-    /// them then. Once it is not open, call them anyway: the rest of a frame
-    /// cut short by the end of the transport may still go out.
+    /// Exact in every state: `transmit_to` and `poll_transmit` write
+    /// nothing when this is false, so a loop may skip them then.
     #[must_use]
     pub fn wants_write(&self) -> bool {
         if self.out_pos < self.out.len() {
@@ -1904,6 +1915,13 @@ impl Connection {
                     error: Some(Error::TransportClosed),
                 });
                 self.done = true;
+                if self.frame_in_progress() {
+                    // The rest of a frame the socket took part of still goes
+                    // out (nothing may end inside a frame), while a peer that
+                    // half-closed still reads; one that does not read cannot
+                    // hold the connection open forever.
+                    self.timers.linger = Some(self.now + self.config.close_timeout);
+                }
             }
         }
     }
@@ -1920,6 +1938,14 @@ impl Connection {
         self.close.pending.is_some()
             || (data_allowed
                 && (!self.pongs.is_empty() || self.ping.is_some() || !self.data.is_empty()))
+            // In any state: the rest of a frame the socket took part of.
+            || self.frame_in_progress()
+    }
+
+    /// The socket took part of a frame (plaintext `transmit_to`): its rest
+    /// goes out before anything else, whatever happens.
+    fn frame_in_progress(&self) -> bool {
+        self.data.front().is_some_and(|tx| tx.frame_end > tx.offset)
     }
 
     /// Frames queued control frames and messages into `out`, up to a batch.

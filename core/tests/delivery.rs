@@ -5,7 +5,7 @@ mod support;
 
 use support::Pair;
 use wharf_core::test_certs::TestPki;
-use wharf_core::{Config, Event, Message};
+use wharf_core::{CloseCode, Config, Event, Message};
 
 fn corpus() -> Vec<Message> {
     vec![
@@ -438,6 +438,58 @@ fn a_failure_while_a_frame_is_half_written_finishes_the_frame_before_the_close()
         assert_eq!(&close.1[..2], &1002u16.to_be_bytes());
         assert_eq!(data.len(), 2, "the first frame and the finished second one");
         assert!(data.iter().all(|(_, payload)| payload.len() == 64 * 1024));
+    }
+}
+
+#[test]
+fn the_end_of_the_transport_while_a_frame_is_half_written_still_finishes_the_frame() {
+    // The socket took the first 70,000 bytes of a 1 MiB message (its second
+    // 64 KiB frame is half written) when the peer ended its side. The
+    // connection is closed, but the rest of that frame still goes out,
+    // nothing after it, and `wants_write` says so exactly; a peer that no
+    // longer reads holds the connection for the close timeout at most.
+    for peer_reads in [true, false] {
+        let mut p = Pair::plain(Config::default());
+        p.open();
+        let message = Message::binary(vec![0x42; 1 << 20]);
+        p.server.send(message.clone()).unwrap();
+        let mut sink = Throttled {
+            taken: Vec::new(),
+            calls: 1,
+            limit: 70_000,
+        };
+        p.server.transmit_to(&mut sink).unwrap();
+        assert_eq!(sink.taken.len(), 70_000);
+        let now = p.now;
+        p.server.handle_eof(now);
+        match p.server.poll_event() {
+            Some(Event::Closed(info)) => assert_eq!(info.code, CloseCode::ABNORMAL),
+            other => panic!("expected Closed, got {other:?}"),
+        }
+        assert!(p.server.wants_write(), "the rest of the frame is due");
+        assert!(!p.server.is_finished());
+        if peer_reads {
+            let mut rest = Throttled {
+                taken: Vec::new(),
+                calls: 0,
+                limit: usize::MAX,
+            };
+            while p.server.wants_write() {
+                assert!(p.server.transmit_to(&mut rest).unwrap() > 0);
+            }
+            sink.taken.extend_from_slice(&rest.taken);
+            let frames = support::parse_frames(&sink.taken);
+            assert_eq!(frames.len(), 2, "the first frame and the finished second");
+            assert!(frames.iter().all(|(_, p)| p.len() == 64 * 1024));
+            assert_eq!(p.server.transmit_to(&mut rest).unwrap(), 0);
+            assert!(p.server.is_finished());
+        } else {
+            let deadline = p.server.poll_timeout().expect("a bound on the wait");
+            assert!(deadline - now <= Config::default().close_timeout);
+            p.server.handle_timeout(deadline);
+            assert!(p.server.is_finished() && p.server.is_abandoned());
+        }
+        assert_eq!(p.server.take_unsent(), vec![message]);
     }
 }
 
