@@ -32,11 +32,17 @@ thread_local! {
 /// Reads from `socket` into the spare capacity of `room` (empty, lent by
 /// `Connection::read_with`) without clearing it first: a large payload is
 /// copied once, by the kernel, into the connection's buffer.
+///
+/// Through `try_io`, as mio's own reads are: a backend that re-arms the
+/// socket only after a read said `WouldBlock` (mio's poll(2) backend,
+/// Windows) must see that answer, or it reports nothing more.
 #[allow(unsafe_code)]
 fn recv_spare(socket: &TcpStream, room: &mut BytesMut) -> io::Result<usize> {
     let spare = room.spare_capacity_mut();
     let room_len = spare.len();
-    let n = socket2::SockRef::from(socket).recv(spare)?.min(room_len);
+    let n = socket
+        .try_io(|| socket2::SockRef::from(socket).recv(spare))?
+        .min(room_len);
     // SAFETY: `recv` wrote (initialised) the first `n` bytes of the spare
     // capacity, which starts at `room.len()`; `n` is within that capacity.
     unsafe { room.set_len(room.len() + n) };
