@@ -407,6 +407,23 @@ fn pongs_go_between_frames_the_socket_takes_in_pieces() {
     }
 }
 
+/// An open plaintext pair whose server sent a 1 MiB message of which the
+/// socket took the first `taken` bytes (the sink now blocks).
+fn half_written(taken: usize) -> (Pair, Message, Throttled) {
+    let mut p = Pair::plain(Config::default());
+    p.open();
+    let message = Message::binary(vec![0x42; 1 << 20]);
+    p.server.send(message.clone()).unwrap();
+    let mut sink = Throttled {
+        taken: Vec::new(),
+        calls: 1, // the next call takes `limit`, the one after blocks
+        limit: taken,
+    };
+    p.server.transmit_to(&mut sink).unwrap();
+    assert_eq!(sink.taken.len(), taken);
+    (p, message, sink)
+}
+
 #[test]
 fn a_failure_while_a_frame_is_half_written_finishes_the_frame_before_the_close() {
     // The socket took the first 70,000 bytes of a 1 MiB message (its second
@@ -414,17 +431,7 @@ fn a_failure_while_a_frame_is_half_written_finishes_the_frame_before_the_close()
     // take_unsent hands the message back, but the half-written frame is
     // finished first: the Close must not land inside it.
     for taken in [70_000, 65_546 + 5] {
-        let mut p = Pair::plain(Config::default());
-        p.open();
-        let message = Message::binary(vec![0x42; 1 << 20]);
-        p.server.send(message.clone()).unwrap();
-        let mut sink = Throttled {
-            taken: Vec::new(),
-            calls: 1, // the next call takes `limit`, the one after blocks
-            limit: taken,
-        };
-        p.server.transmit_to(&mut sink).unwrap();
-        assert_eq!(sink.taken.len(), taken);
+        let (mut p, message, mut sink) = half_written(taken);
         let now = p.now;
         // An unmasked client frame: 1002.
         p.server
@@ -449,17 +456,7 @@ fn the_end_of_the_transport_while_a_frame_is_half_written_still_finishes_the_fra
     // nothing after it, and `wants_write` says so exactly; a peer that no
     // longer reads holds the connection for the close timeout at most.
     for peer_reads in [true, false] {
-        let mut p = Pair::plain(Config::default());
-        p.open();
-        let message = Message::binary(vec![0x42; 1 << 20]);
-        p.server.send(message.clone()).unwrap();
-        let mut sink = Throttled {
-            taken: Vec::new(),
-            calls: 1,
-            limit: 70_000,
-        };
-        p.server.transmit_to(&mut sink).unwrap();
-        assert_eq!(sink.taken.len(), 70_000);
+        let (mut p, message, mut sink) = half_written(70_000);
         let now = p.now;
         p.server.handle_eof(now);
         match p.server.poll_event() {
