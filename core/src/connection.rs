@@ -953,13 +953,13 @@ impl Connection {
     }
 
     fn direct_ready_fast(&self) -> bool {
-        let Some(tx) = self.data.front() else {
-            return false;
-        };
-        if tx.frame_end > tx.offset {
+        if self.frame_in_progress() {
             // Only uncompressed frames are ever left in progress.
             return true;
         }
+        let Some(tx) = self.data.front() else {
+            return false;
+        };
         if !self.direct_allowed() || tx.compress {
             return false;
         }
@@ -1924,7 +1924,7 @@ impl Connection {
                     // out (nothing may end inside a frame), while a peer that
                     // half-closed still reads; one that does not read cannot
                     // hold the connection open forever.
-                    self.timers.linger = Some(self.now + self.config.close_timeout);
+                    self.arm_linger();
                 }
             }
         }
@@ -1944,6 +1944,13 @@ impl Connection {
                 && (!self.pongs.is_empty() || self.ping.is_some() || !self.data.is_empty()))
             // In any state: the rest of a frame the socket took part of.
             || self.frame_in_progress()
+    }
+
+    /// Bounds how long the closed connection waits for its last bytes to
+    /// leave (or, for a client, for the server to end the transport): the
+    /// close timeout, after which it is abandoned.
+    fn arm_linger(&mut self) {
+        self.timers.linger = Some(self.now + self.config.close_timeout);
     }
 
     /// The socket took part of a frame (plaintext `transmit_to`): its rest
@@ -2186,7 +2193,7 @@ impl Connection {
         });
         self.done = true;
         // A peer that stops reading cannot hold the connection open forever.
-        self.timers.linger = Some(self.now + self.config.close_timeout);
+        self.arm_linger();
     }
 
     fn apply_pending_failure(&mut self) {
@@ -2213,7 +2220,7 @@ impl Connection {
         self.inbuf = BytesMut::new();
         if info.clean && self.role == Role::Client && !self.eof {
             // §7.1.1: the server ends the TCP connection first; wait a while.
-            self.timers.linger = Some(self.now + self.config.close_timeout);
+            self.arm_linger();
         } else {
             self.done = true;
         }
