@@ -31,6 +31,11 @@ pub(crate) fn claim(slot: usize) {
     SLOT.with(|s| s.set(slot + 1));
 }
 
+/// Stops counting this thread's allocations.
+pub(crate) fn unclaim() {
+    SLOT.with(|s| s.set(0));
+}
+
 /// Bytes currently allocated by `slot`'s thread (and not yet freed by it).
 pub(crate) fn live(slot: usize) -> isize {
     LIVE[slot].load(Ordering::Relaxed)

@@ -13,8 +13,9 @@
 //! `WHARF_BENCH_DEFLATE_IDLE` connections in the `deflate` section's memory
 //! table (default 1,000, bounded by the file limit: each holds its zlib
 //! state there), `WHARF_BENCH_SECTIONS` a comma list of
-//! `echo,idle,handshake,deflate` (default all), `WHARF_BENCH_CASES` a comma
-//! list of case indexes 0–4 (default all; the echo and deflate sections),
+//! `echo,idle,handshake,deflate,core` (default all), `WHARF_BENCH_CASES` a comma
+//! list of case indexes 0–4 (default all; the echo, deflate and core
+//! sections),
 //! `WHARF_BENCH_SERVERS` a comma list of servers to start (default all:
 //! `wharf-mio,wharf-tokio,tokio-tungstenite,fastwebsockets,tokio-websockets,floor`).
 //!
@@ -28,12 +29,18 @@
 //! same servers without it, on a compressible payload: echo throughput,
 //! bytes on the wire, and memory per connection (see `deflate.rs`).
 //!
+//! `core`: the server `Connection` alone, in memory on one thread, against
+//! a bare rustls session echoing the same frames: the server's own time and
+//! allocations per message, without the kernel and the load client that
+//! dominate the loopback tables (see `inmemory.rs`).
+//!
 //! Every server runs on one thread pinned to core 0; the load client is the
 //! main thread, pinned to core 1. See each module for what it does.
 
 mod alloc;
 mod client;
 mod deflate;
+mod inmemory;
 mod servers;
 mod tls;
 
@@ -91,7 +98,7 @@ impl Settings {
             idle: env("WHARF_BENCH_IDLE", 10_000usize),
             deflate_idle: env("WHARF_BENCH_DEFLATE_IDLE", 1_000usize),
             hs_parallel: env("WHARF_BENCH_HS_PARALLEL", 16usize).max(1),
-            sections: list("WHARF_BENCH_SECTIONS", "echo,idle,handshake,deflate"),
+            sections: list("WHARF_BENCH_SECTIONS", "echo,idle,handshake,deflate,core"),
             cases: list("WHARF_BENCH_CASES", "0,1,2,3,4")
                 .iter()
                 .filter_map(|c| c.parse().ok())
@@ -256,6 +263,9 @@ fn main() {
             deflate::section(&settings, &fleet, servers).await;
         }
     });
+    if settings.section("core") {
+        inmemory::section(&settings, &tls);
+    }
     // The servers run forever on their threads.
     std::process::exit(0);
 }

@@ -11,8 +11,12 @@ use wharf_tokio::ServerTls;
 
 pub(crate) struct Tls {
     pub(crate) wharf: ServerTls,
+    /// For the `core` section's in-memory client `Connection`.
+    pub(crate) wharf_client: wharf_core::ClientTls,
     pub(crate) server: Arc<rustls::ServerConfig>,
     pub(crate) client: tokio_rustls::TlsConnector,
+    /// The load client's config, for the `core` section's in-memory floor.
+    pub(crate) client_config: Arc<rustls::ClientConfig>,
     pub(crate) name: ServerName<'static>,
 }
 
@@ -47,10 +51,13 @@ impl Tls {
             .with_no_client_auth();
         // Every handshake is a full one: no server is helped by resumption.
         client.resumption = rustls::client::Resumption::disabled();
+        let client_config = Arc::new(client);
         Tls {
             wharf,
+            wharf_client: pki.client_tls(),
             server: Arc::new(server),
-            client: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            client: tokio_rustls::TlsConnector::from(client_config.clone()),
+            client_config,
             name: ServerName::try_from("localhost").expect("a DNS name"),
         }
     }
