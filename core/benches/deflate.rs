@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
-use wharf_core::{Accept, ClientRequest, Config, Connection, DeflateConfig, Event, Message};
+use wharf_core::{Config, Connection, DeflateConfig, Message};
 
 /// Market-data-like JSON lines: similar, never identical.
 fn ticks(len: usize, seed: usize) -> String {
@@ -34,28 +34,7 @@ fn ticks(len: usize, seed: usize) -> String {
 
 /// An open client/server pair with `config`.
 fn pair(config: Config) -> (Connection, Connection) {
-    let config = Arc::new(config);
-    let now = Instant::now();
-    let request = ClientRequest::new("ws://localhost/").expect("valid URL");
-    let mut client = Connection::client(config.clone(), &request, None, now).expect("client");
-    let mut server = Connection::server(config, None, now).expect("server");
-    let mut wire = Vec::new();
-    for _ in 0..4 {
-        while client.poll_transmit(&mut wire) > 0 {}
-        server.handle_input(now, &wire);
-        wire.clear();
-        while let Some(e) = server.poll_event() {
-            if let Event::Request(_) = e {
-                server.accept(Accept::default()).expect("accept");
-            }
-        }
-        while server.poll_transmit(&mut wire) > 0 {}
-        client.handle_input(now, &wire);
-        wire.clear();
-        while client.poll_event().is_some() {}
-    }
-    assert!(client.is_open() && server.is_open());
-    (client, server)
+    wharf_core::bench_api::open_pair(Arc::new(config), None, None)
 }
 
 /// Sends `msgs` client → server; returns the wire bytes.

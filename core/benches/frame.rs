@@ -1,5 +1,6 @@
 //! Throughput of the framing hot paths: masking (RFC 6455 §5.3), header
-//! codec (§5.2) and incremental UTF-8 validation (§8.1).
+//! codec (§5.2), incremental UTF-8 validation (§8.1), and appending a
+//! payload to a buffer at every offset from its source modulo 64.
 //!
 //! Run with `cargo bench -p wharf-core --bench frame`.
 
@@ -41,6 +42,41 @@ fn mask(c: &mut Criterion) {
             black_box(&dst);
         });
     });
+    g.finish();
+}
+
+/// 16 KiB appended to a buffer whose end sits `rel` bytes past the source
+/// modulo 4 KiB: a plain `extend_from_slice` (one `memcpy`) against the
+/// connection's `append`. Offsets 1-31 are where glibc's `rep movsb` is slow
+/// on some AMD processors (see `core/src/copy.rs`).
+fn append(c: &mut Criterion) {
+    const LEN: usize = 16 << 10;
+    let src_raw = payload(LEN + 4096);
+    let base = src_raw.as_ptr().align_offset(4096);
+    let src = &src_raw[base..base + LEN];
+    let mut dst: Vec<u8> = Vec::with_capacity(LEN + 8192);
+    let dst_base = dst.as_ptr().align_offset(4096);
+    let mut g = c.benchmark_group("append");
+    g.throughput(Throughput::Bytes(LEN as u64));
+    for rel in [0usize, 8, 24, 40] {
+        for (name, f) in [
+            (
+                "extend_from_slice",
+                (|d: &mut Vec<u8>, s: &[u8]| d.extend_from_slice(s)) as fn(&mut Vec<u8>, &[u8]),
+            ),
+            ("wharf", bench_api::append),
+        ] {
+            g.bench_function(BenchmarkId::new(name, format!("16KiB+{rel}")), |b| {
+                b.iter(|| {
+                    // The destination's end: `rel` past the source, mod 4 KiB.
+                    dst.clear();
+                    dst.resize(dst_base + rel, 0);
+                    f(&mut dst, black_box(src));
+                    black_box(&dst);
+                });
+            });
+        }
+    }
     g.finish();
 }
 
@@ -152,8 +188,8 @@ fn utf8(c: &mut Criterion) {
 /// Private, so the undocumented `pub fn` that `criterion_group!` generates
 /// stays out of the `missing_docs` lint's reach.
 mod groups {
-    use super::{header, mask, utf8};
-    criterion::criterion_group!(benches, mask, header, utf8);
+    use super::{append, header, mask, utf8};
+    criterion::criterion_group!(benches, mask, header, utf8, append);
 }
 
 criterion_main!(groups::benches);

@@ -12,6 +12,7 @@ use crate::close::{
     encode_close_body, parse_close_body, validate_close, CloseCode, MAX_CLOSE_REASON,
 };
 use crate::config::{Config, MessageMode};
+use crate::copy;
 use crate::deflate::{Deflate, CHUNK, INFLATE_TURN, RSV1, TAIL};
 use crate::error::{
     ConfigError, Error, HandshakeError, ProtocolError, SendError, TimeoutKind, TlsError,
@@ -405,7 +406,7 @@ impl Connection {
         }
         self.note_liveness(now);
         match &mut self.transport {
-            Transport::Plain => self.inbuf.extend_from_slice(data),
+            Transport::Plain => copy::append(&mut self.inbuf, data),
             Transport::Tls(tls) => match tls.read_tls(data, &mut self.inbuf) {
                 Ok(read) => {
                     if read.peer_closed {
@@ -753,7 +754,7 @@ impl Connection {
                 if buf.is_empty() {
                     std::mem::swap(buf, &mut self.out);
                 } else {
-                    buf.extend_from_slice(&self.out);
+                    copy::append(buf, &self.out);
                     self.out.clear();
                 }
             }
@@ -1591,7 +1592,7 @@ impl Connection {
             }
             MessageMode::Reassemble => {
                 if let Some(msg) = self.rx_msg.as_mut() {
-                    msg.buf.extend_from_slice(&self.inbuf[..avail]);
+                    copy::append(&mut msg.buf, &self.inbuf[..avail]);
                 }
                 self.inbuf.advance(avail);
             }
@@ -2015,8 +2016,7 @@ impl Connection {
             return false;
         }
         let end = tx.frame_end;
-        self.out
-            .extend_from_slice(&tx.message.payload()[tx.offset..end]);
+        copy::append(&mut self.out, &tx.message.payload()[tx.offset..end]);
         tx.offset = end;
         tx.frame_end = 0;
         if end == tx.message.len() {
@@ -2303,7 +2303,7 @@ fn push_frame(
     out.extend_from_slice(&hdr[..n]);
     match mask {
         Some(key) => extend_masked(out, payload, key, 0),
-        None => out.extend_from_slice(payload),
+        None => copy::append(out, payload),
     }
 }
 

@@ -119,6 +119,7 @@
 mod close;
 mod config;
 mod connection;
+mod copy;
 mod deflate;
 mod error;
 mod event;

@@ -445,7 +445,7 @@ impl TlsSession {
                 Ok([]) => return Ok(true),
                 Ok(chunk) => {
                     let n = chunk.len();
-                    plain.extend_from_slice(chunk);
+                    crate::copy::append(plain, chunk);
                     reader.consume(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

@@ -59,8 +59,7 @@ pub(crate) fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// `apply_mask(src, key, offset)`. Reserves once, copies, then masks in place.
 pub(crate) fn extend_masked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
     let start = dst.len();
-    dst.reserve(src.len());
-    dst.extend_from_slice(src);
+    crate::copy::append(dst, src);
     if let Some(tail) = dst.get_mut(start..) {
         apply_mask(tail, key, offset);
     }
