@@ -25,8 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, ServerConnection};
-use wharf_core::{Accept, ClientRequest, Config, Connection, Event, Message};
+use wharf_core::{Config, Connection, Event, Message};
 
+use crate::client;
 use crate::tls::Tls;
 use crate::{alloc, fmt_size, Settings, Stat, CASES};
 
@@ -128,39 +129,16 @@ impl Echo {
         let mut config = Config::default();
         config.max_outgoing_frame = 16 << 20;
         let config = Arc::new(config);
-        let now = Instant::now();
-        let url = if use_tls {
-            "wss://localhost/"
-        } else {
-            "ws://localhost/"
-        };
-        let request = ClientRequest::new(url).expect("a valid URL");
-        let client_tls = use_tls.then_some(&tls.wharf_client);
-        let server_tls = use_tls.then_some(&tls.wharf);
-        let mut client =
-            Connection::client(config.clone(), &request, client_tls, now).expect("client");
-        let mut server = Connection::server(config, server_tls, now).expect("server");
-        let mut wire = Vec::new();
-        for _ in 0..8 {
-            while client.poll_transmit(&mut wire) > 0 {}
-            server.handle_input(now, &wire);
-            wire.clear();
-            while let Some(e) = server.poll_event() {
-                if let Event::Request(_) = e {
-                    server.accept(Accept::default()).expect("accept");
-                }
-            }
-            while server.poll_transmit(&mut wire) > 0 {}
-            client.handle_input(now, &wire);
-            wire.clear();
-            while client.poll_event().is_some() {}
-        }
-        assert!(client.is_open() && server.is_open(), "the pair opened");
+        let (client, server) = wharf_core::bench_api::open_pair(
+            config,
+            use_tls.then_some(&tls.wharf_client),
+            use_tls.then_some(&tls.wharf),
+        );
         Echo::Wharf {
             client: Box::new(client),
             server: Box::new(server),
             message: Message::binary(vec![0x5a; size]),
-            wire,
+            wire: Vec::new(),
             out: Vec::new(),
         }
     }
@@ -186,21 +164,8 @@ impl Echo {
             feed_client(&mut client, &wire, &mut |_| {});
             wire.clear();
         }
-        // The frame a client sends: FIN + binary, masked, zero key.
-        let mut frame = vec![0x82];
-        match size {
-            0..=125 => frame.push(0x80 | size as u8),
-            126..=0xFFFF => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(size as u16).to_be_bytes());
-            }
-            _ => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(size as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&[0; 4]);
-        frame.resize(frame.len() + size, 0x5a);
+        // The frame the loopback load client sends.
+        let (frame, _) = client::masked_frame(size);
         let plain = vec![0; frame.len()];
         Echo::Floor {
             client: Box::new(client),
@@ -244,11 +209,7 @@ impl Echo {
                 let now = Instant::now();
                 client.send(message.clone()).expect("room in the queue");
                 while client.poll_transmit(wire) > 0 {}
-                alloc::claim(SLOT);
-                let t0 = Instant::now();
-                serve_wharf(server, now, wire, out);
-                let took = t0.elapsed();
-                alloc::unclaim();
+                let took = timed(|| serve_wharf(server, now, wire, out));
                 wire.clear();
                 client.handle_input(now, out);
                 out.clear();
@@ -274,11 +235,7 @@ impl Echo {
                 while client.wants_write() {
                     client.write_tls(wire).expect("to memory");
                 }
-                alloc::claim(SLOT);
-                let t0 = Instant::now();
-                serve_floor(server, wire, out, plain);
-                let took = t0.elapsed();
-                alloc::unclaim();
+                let took = timed(|| serve_floor(server, wire, out, plain));
                 wire.clear();
                 let mut back = 0;
                 feed_client(client, out, &mut |n| back += n);
@@ -288,6 +245,16 @@ impl Echo {
             }
         }
     }
+}
+
+/// Runs the server's part, timed, with this thread's allocations counted.
+fn timed(serve: impl FnOnce()) -> Duration {
+    alloc::claim(SLOT);
+    let t0 = Instant::now();
+    serve();
+    let took = t0.elapsed();
+    alloc::unclaim();
+    took
 }
 
 /// The timed part for wharf: the frame in `wire` read as from a socket,
