@@ -29,29 +29,25 @@ pub(crate) trait Append {
     fn push_slice(&mut self, src: &[u8]);
 }
 
-impl Append for Vec<u8> {
-    fn reserve_more(&mut self, additional: usize) {
-        self.reserve(additional);
-    }
-    fn end_addr(&self) -> usize {
-        self.as_ptr() as usize + self.len()
-    }
-    fn push_slice(&mut self, src: &[u8]) {
-        self.extend_from_slice(src);
-    }
+/// `Vec<u8>` and `BytesMut` have the same three methods under the same
+/// names, but no trait in common that has them all.
+macro_rules! impl_append {
+    ($($buffer:ty),*) => {$(
+        impl Append for $buffer {
+            fn reserve_more(&mut self, additional: usize) {
+                self.reserve(additional);
+            }
+            fn end_addr(&self) -> usize {
+                self.as_ptr() as usize + self.len()
+            }
+            fn push_slice(&mut self, src: &[u8]) {
+                self.extend_from_slice(src);
+            }
+        }
+    )*};
 }
 
-impl Append for BytesMut {
-    fn reserve_more(&mut self, additional: usize) {
-        self.reserve(additional);
-    }
-    fn end_addr(&self) -> usize {
-        self.as_ptr() as usize + self.len()
-    }
-    fn push_slice(&mut self, src: &[u8]) {
-        self.extend_from_slice(src);
-    }
-}
+impl_append!(Vec<u8>, BytesMut);
 
 /// Appends `src` to `dst`: one copy, or pieces of at most 2 KiB when the
 /// destination would sit 1–63 bytes past the source modulo 4 KiB (the
@@ -81,22 +77,30 @@ fn slow_offset(dst: usize, src: usize) -> bool {
 mod tests {
     use super::*;
 
+    /// Appends `len` bytes to `dst` from a source placed `rel` bytes before
+    /// the destination's end modulo 4 KiB, and checks what arrived.
+    fn check<B: Append + AsRef<[u8]>>(dst: &mut B, len: usize, rel: usize) {
+        let src: Vec<u8> = (0..len + 8192).map(|i| (i * 31 % 251) as u8).collect();
+        dst.reserve_more(len);
+        let end = dst.end_addr();
+        let at = end.wrapping_sub(src.as_ptr() as usize).wrapping_sub(rel) % 4096;
+        let part = &src[at..at + len];
+        assert_eq!(end.wrapping_sub(part.as_ptr() as usize) % 4096, rel);
+        let before = dst.as_ref().to_vec();
+        append(dst, part);
+        let after = dst.as_ref();
+        assert_eq!(&after[..before.len()], &before[..], "len {len}, rel {rel}");
+        assert_eq!(&after[before.len()..], part, "len {len}, rel {rel}");
+    }
+
     #[test]
-    fn appends_every_byte_in_order_at_every_relative_offset() {
-        let src: Vec<u8> = (0..3 * PIECE + 77).map(|i| (i * 31 % 251) as u8).collect();
-        for len in [0, 1, PIECE - 1, PIECE, PIECE + 1, 2 * PIECE, src.len() - 64] {
-            // Both paths: some of these offsets are slow ones for the
-            // allocator's addresses, some are not.
-            for offset in 0..64 {
-                let part = &src[offset..offset + len];
-                let mut v: Vec<u8> = b"head".to_vec();
-                append(&mut v, part);
-                assert_eq!(&v[..4], b"head");
-                assert_eq!(&v[4..], part, "Vec, len {len}, offset {offset}");
-                let mut b = BytesMut::from(&b"head"[..]);
-                append(&mut b, part);
-                assert_eq!(&b[..4], b"head");
-                assert_eq!(&b[4..], part, "BytesMut, len {len}, offset {offset}");
+    fn appends_every_byte_in_order_on_both_paths() {
+        for len in [0, 1, PIECE, PIECE + 1, 3 * PIECE + 77] {
+            // 0, 64, 2048: one copy; 1, 8, 31, 63: in pieces (when longer
+            // than one piece).
+            for rel in [0, 1, 8, 31, 63, 64, 2048] {
+                check(&mut b"head".to_vec(), len, rel);
+                check(&mut BytesMut::from(&b"head"[..]), len, rel);
             }
         }
     }
