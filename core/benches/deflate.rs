@@ -34,7 +34,7 @@ fn ticks(len: usize, seed: usize) -> String {
 
 /// An open client/server pair with `config`.
 fn pair(config: Config) -> (Connection, Connection) {
-    wharf_core::bench_api::open_pair(Arc::new(config), None, None)
+    wharf_core::bench_api::open_pair(Arc::new(config), None, None, Instant::now())
 }
 
 /// Sends `msgs` client → server; returns the wire bytes.

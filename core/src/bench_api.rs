@@ -160,8 +160,8 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// A client and a server [`Connection`] with `config`, joined in memory and
-/// open (the opening handshake run to its end, TLS first when both sides
-/// have a TLS configuration; the server accepts the defaults).
+/// open at `now` (the opening handshake run to its end, TLS first when both
+/// sides have a TLS configuration; the server accepts the defaults).
 ///
 /// # Panics
 ///
@@ -171,8 +171,8 @@ pub fn open_pair(
     config: Arc<Config>,
     client_tls: Option<&ClientTls>,
     server_tls: Option<&ServerTls>,
+    now: Instant,
 ) -> (Connection, Connection) {
-    let now = Instant::now();
     let url = if client_tls.is_some() {
         "wss://localhost/"
     } else {

@@ -133,6 +133,7 @@ impl Echo {
             config,
             use_tls.then_some(&tls.wharf_client),
             use_tls.then_some(&tls.wharf),
+            Instant::now(),
         );
         Echo::Wharf {
             client: Box::new(client),
