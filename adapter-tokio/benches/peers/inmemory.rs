@@ -21,6 +21,7 @@
 //! time of a wss echo goes inside the process.
 
 use std::io::{Read, Write};
+use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -148,8 +149,8 @@ impl Echo {
         let mut client = ClientConnection::new(tls.client_config.clone(), tls.name.clone())
             .expect("a client session");
         let mut server = ServerConnection::new(tls.server.clone()).expect("a server session");
-        // As wharf's session: no limit on buffered output (the echo of a
-        // whole batch is written before `write_tls`).
+        // As wharf's session: no limit on buffered output (a 1 MiB frame is
+        // written whole before `write_tls`).
         client.set_buffer_limit(None);
         server.set_buffer_limit(None);
         let mut wire = Vec::new();
@@ -157,12 +158,12 @@ impl Echo {
             while client.wants_write() {
                 client.write_tls(&mut wire).expect("to memory");
             }
-            feed_server(&mut server, &wire, |_| {});
+            feed(&mut server, &wire, |_| {});
             wire.clear();
             while server.wants_write() {
                 server.write_tls(&mut wire).expect("to memory");
             }
-            feed_client(&mut client, &wire, &mut |_| {});
+            feed(&mut client, &wire, |_| {});
             wire.clear();
         }
         // The frame the loopback load client sends.
@@ -239,7 +240,7 @@ impl Echo {
                 let took = timed(|| serve_floor(server, wire, out, plain));
                 wire.clear();
                 let mut back = 0;
-                feed_client(client, out, &mut |n| back += n);
+                feed(&mut **client, out, |n| back += n);
                 out.clear();
                 assert_eq!(back, frame.len(), "every byte came back");
                 took
@@ -336,29 +337,21 @@ fn clock_cost() -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(N)
 }
 
-/// Hands `input` to a server session during the handshake.
-fn feed_server(server: &mut ServerConnection, mut input: &[u8], mut plaintext: impl FnMut(usize)) {
-    let mut buf = [0u8; 16 * 1024];
-    while !input.is_empty() {
-        server.read_tls(&mut input).expect("from memory");
-        server.process_new_packets().expect("valid records");
-        while let Ok(n @ 1..) = server.reader().read(&mut buf) {
-            plaintext(n);
-        }
-    }
-}
-
-/// Hands `input` to the client session, reporting plaintext lengths.
-fn feed_client(client: &mut ClientConnection, mut input: &[u8], plaintext: &mut impl FnMut(usize)) {
+/// Hands `input` to a rustls session (client or server), reporting the
+/// length of each piece of plaintext it decrypts.
+fn feed<C, D>(conn: &mut C, mut input: &[u8], mut plaintext: impl FnMut(usize))
+where
+    C: DerefMut<Target = rustls::ConnectionCommon<D>>,
+{
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        while let Ok(n @ 1..) = client.reader().read(&mut buf) {
+        while let Ok(n @ 1..) = conn.reader().read(&mut buf) {
             plaintext(n);
         }
         if input.is_empty() {
             break;
         }
-        client.read_tls(&mut input).expect("from memory");
-        client.process_new_packets().expect("valid records");
+        conn.read_tls(&mut input).expect("from memory");
+        conn.process_new_packets().expect("valid records");
     }
 }
