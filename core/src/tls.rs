@@ -415,7 +415,10 @@ impl TlsSession {
         }
         let mut peer_closed = self.drain_plaintext(plain)?;
         while !data.is_empty() && !peer_closed {
-            match self.conn.read_tls(&mut data) {
+            let mut reader = crate::copy::Reader(data);
+            let read = self.conn.read_tls(&mut reader);
+            data = reader.0;
+            match read {
                 Ok(0) => {
                     // rustls accepts no bytes only after close_notify, which
                     // `peer_closed` already covers: never spin.
@@ -528,7 +531,7 @@ impl TlsSession {
     /// to `out`.
     pub(crate) fn write_tls(&mut self, out: &mut Vec<u8>) {
         while self.conn.wants_write() {
-            match self.conn.write_tls(out) {
+            match self.conn.write_tls(&mut crate::copy::Writer(out)) {
                 Ok(n) if n > 0 => {}
                 // Writing into a Vec cannot fail or stall; stop rather than spin.
                 _ => break,
