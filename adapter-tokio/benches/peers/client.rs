@@ -1,14 +1,14 @@
 //! The load client, the same for every server: it runs on the main thread
-//! (pinned to core 1) in a tokio `current_thread` runtime. Frames are built
-//! and masked once; each connection keeps one message in flight, writing
-//! the frame and reading the echo concurrently into a 64-byte aligned
-//! buffer; the echo is not parsed, only its length (known in advance) is
-//! awaited.
+//! (pinned to core 1). Connections are opened (TCP, TLS, upgrade) in a
+//! tokio `current_thread` runtime, then driven by a plain mio loop on the
+//! same thread (`run_load`): the frame is built and masked once; each
+//! connection keeps one message in flight, writing the frame and reading
+//! the echo as the socket allows into a 64-byte aligned buffer; the echo
+//! is not parsed, only its length (known in advance) is awaited.
 
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -96,43 +96,197 @@ pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(response)
 }
 
-/// One connection's echo loop until `stop`; adds each echo to `count`.
-pub(crate) async fn echo_loop(
-    conn: Conn,
-    frame: Arc<Vec<u8>>,
+/// What the load loop counted: echoes in all, in the measured window, and
+/// the window's length.
+pub(crate) struct Load {
+    pub(crate) total: u64,
+    pub(crate) in_window: u64,
+    pub(crate) window: Duration,
+}
+
+/// One connection of the load loop: the socket, the TLS session if any,
+/// how much of the frame is written and how much of the echo is read.
+struct Slot {
+    tcp: mio::net::TcpStream,
+    tls: Option<rustls::ClientConnection>,
+    written: usize,
+    read: usize,
+}
+
+/// Runs the echo load on this thread until `warmup + window` has passed:
+/// every connection writes the frame, reads `expect` bytes back, and starts
+/// again. `mark` runs at the start and at the end of the measured window
+/// (the caller samples the server's counters there). The loop is mio on
+/// the calling thread, with no task, lock or buffer per message, so that
+/// the client costs as little as it can and the servers' differences show.
+pub(crate) fn run_load(
+    conns: Vec<Conn>,
+    frame: &[u8],
     expect: usize,
-    stop: Arc<AtomicBool>,
-    count: Arc<AtomicU64>,
-) -> Result<(), Error> {
-    match conn {
-        Conn::Plain(s) => echo_on(s, &frame, expect, &stop, &count).await,
-        Conn::Tls(s) => echo_on(*s, &frame, expect, &stop, &count).await,
+    warmup: Duration,
+    window: Duration,
+    mut mark: impl FnMut(),
+) -> Result<Load, Error> {
+    let mut poll = mio::Poll::new()?;
+    let mut slots = Vec::with_capacity(conns.len());
+    for (i, conn) in conns.into_iter().enumerate() {
+        let (tcp, tls) = match conn {
+            Conn::Plain(s) => (s.into_std()?, None),
+            Conn::Tls(s) => {
+                let (tcp, session) = s.into_inner();
+                (tcp.into_std()?, Some(session))
+            }
+        };
+        let mut tcp = mio::net::TcpStream::from_std(tcp);
+        poll.registry().register(
+            &mut tcp,
+            mio::Token(i),
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )?;
+        slots.push(Slot {
+            tcp,
+            tls,
+            written: 0,
+            read: 0,
+        });
+    }
+    // One receive buffer for all connections (the echo is counted, not
+    // kept), 64-byte aligned: the kernel's copy into an unaligned buffer
+    // ran at about half speed for 1 MiB messages on this kind of machine.
+    let mut raw = vec![0u8; expect.min(1 << 20) + 64];
+    let off = raw.as_ptr().align_offset(64);
+    let buf = &mut raw[off..];
+    let mut count = 0u64;
+    for slot in &mut slots {
+        count += drive(slot, frame, expect, buf)?;
+    }
+    let mut events = mio::Events::with_capacity(1024);
+    let start = Instant::now();
+    let (open_at, close_at) = (start + warmup, start + warmup + window);
+    let mut window_start: Option<(Instant, u64)> = None;
+    loop {
+        let now = Instant::now();
+        if window_start.is_none() && now >= open_at {
+            mark();
+            window_start = Some((Instant::now(), count));
+        }
+        if now >= close_at {
+            mark();
+            let (t0, c0) = window_start.expect("the window opened before it closed");
+            if count == c0 {
+                return Err("the echo stalled: nothing echoed in the measured window".into());
+            }
+            return Ok(Load {
+                total: count,
+                in_window: count - c0,
+                window: t0.elapsed(),
+            });
+        }
+        let next = if window_start.is_none() {
+            open_at
+        } else {
+            close_at
+        };
+        poll.poll(&mut events, Some(next - now))?;
+        for event in &events {
+            count += drive(&mut slots[event.token().0], frame, expect, buf)?;
+        }
     }
 }
 
-async fn echo_on<S: AsyncRead + AsyncWrite + Unpin>(
-    s: S,
-    frame: &[u8],
-    expect: usize,
-    stop: &AtomicBool,
-    count: &AtomicU64,
-) -> Result<(), Error> {
-    let (mut rd, mut wr) = tokio::io::split(s);
-    // 64-byte aligned: the kernel's copy into an unaligned buffer ran at
-    // about half speed for 1 MiB messages on this kind of machine.
-    let mut raw = vec![0u8; expect + 64];
-    let off = raw.as_ptr().align_offset(64);
-    let buf = &mut raw[off..off + expect];
-    while !stop.load(Ordering::Relaxed) {
-        let write = async {
-            wr.write_all(frame).await?;
-            wr.flush().await
-        };
-        let read = rd.read_exact(buf);
-        tokio::try_join!(write, read)?;
-        count.fetch_add(1, Ordering::Relaxed);
+/// Moves one connection as far as its socket allows: writes the rest of
+/// the frame, reads the echo, and starts the next message once the whole
+/// echo is in. Returns the echoes completed.
+fn drive(slot: &mut Slot, frame: &[u8], expect: usize, buf: &mut [u8]) -> Result<u64, Error> {
+    let mut done = 0;
+    loop {
+        let wrote = write_some(slot, frame)?;
+        let read = read_some(slot, expect, buf)?;
+        if slot.written == frame.len() && slot.read == expect {
+            (slot.written, slot.read) = (0, 0);
+            done += 1;
+        } else if !wrote && !read {
+            return Ok(done);
+        }
     }
-    Ok(())
+}
+
+/// Writes what the socket takes of the frame's rest; true on progress.
+fn write_some(slot: &mut Slot, frame: &[u8]) -> Result<bool, Error> {
+    let mut progress = false;
+    match &mut slot.tls {
+        None => {
+            while slot.written < frame.len() {
+                match slot.tcp.write(&frame[slot.written..]) {
+                    Ok(n) => {
+                        slot.written += n;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Some(tls) => loop {
+            // rustls takes as much plaintext as its send buffer allows
+            // (64 KiB by default) and encrypts it at once.
+            if slot.written < frame.len() {
+                let n = tls.writer().write(&frame[slot.written..])?;
+                slot.written += n;
+                progress |= n > 0;
+            }
+            if !tls.wants_write() {
+                break;
+            }
+            match tls.write_tls(&mut slot.tcp) {
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        },
+    }
+    Ok(progress)
+}
+
+/// Reads what the socket has of the echo; true on progress. Stops at the
+/// echo's end (one message in flight: nothing follows it).
+fn read_some(slot: &mut Slot, expect: usize, buf: &mut [u8]) -> Result<bool, Error> {
+    let mut progress = false;
+    while slot.read < expect {
+        let room = (expect - slot.read).min(buf.len());
+        let n = match &mut slot.tls {
+            None => match slot.tcp.read(&mut buf[..room]) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            },
+            Some(tls) => match tls.reader().read(&mut buf[..room]) {
+                Ok(0) => return Err("the server closed the TLS session".into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // No plaintext left: read records from the socket.
+                    match tls.read_tls(&mut slot.tcp) {
+                        Ok(0) => return Err("the server closed the connection".into()),
+                        Ok(_) => {
+                            tls.process_new_packets()?;
+                            continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        slot.read += n;
+        progress = true;
+    }
+    Ok(progress)
 }
 
 /// Opens `n` connections, `parallel` handshakes at a time.

@@ -45,7 +45,6 @@ mod servers;
 mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::Error;
@@ -270,16 +269,25 @@ fn main() {
     std::process::exit(0);
 }
 
-/// Per server: its rates, allocations per message, server and client CPU
-/// use, first error.
-type EchoSamples = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Option<String>);
+/// Per server: its runs' figures, first error.
+#[derive(Default)]
+struct EchoSamples {
+    rate: Vec<f64>,
+    allocs: Vec<f64>,
+    /// Server thread, then load client: CPU use (user + system), and the
+    /// user-space part alone.
+    cpu: [Vec<f64>; 2],
+    user: [Vec<f64>; 2],
+    error: Option<String>,
+}
 
 /// One echo run's figures.
 struct EchoRun {
     msgs_per_s: f64,
     allocs_per_msg: f64,
-    server_cpu: f64,
-    client_cpu: f64,
+    /// Server thread, then load client: CPU use, and its user-space part.
+    cpu: [f64; 2],
+    user: [f64; 2],
     /// Messages echoed in the whole run, warm-up included.
     total: u64,
 }
@@ -315,48 +323,39 @@ async fn echo_run(
 ) -> Result<EchoRun, Error> {
     let (frame, ws_expect) = client::masked_frame(size);
     let expect = if ws { ws_expect } else { frame.len() };
-    let frame = Arc::new(frame);
     let opened = client::open_many(server.addr, tls, ws, conns, 50).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for conn in opened {
-        tasks.spawn(client::echo_loop(
-            conn,
-            frame.clone(),
-            expect,
-            stop.clone(),
-            count.clone(),
-        ));
-    }
-    tokio::time::sleep(Duration::from_secs_f64((secs / 4.0).max(0.1))).await;
     let me = servers::this_tid();
-    let (c0, a0, cpu0, me0, t0) = (
-        count.load(Ordering::Relaxed),
-        alloc::allocs(server.slot),
-        servers::cpu_ticks(server.tid),
-        servers::cpu_ticks(me),
-        Instant::now(),
-    );
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    let (c1, a1, cpu1, me1, t1) = (
-        count.load(Ordering::Relaxed),
-        alloc::allocs(server.slot),
-        servers::cpu_ticks(server.tid),
-        servers::cpu_ticks(me),
-        Instant::now(),
-    );
-    stop.store(true, Ordering::Relaxed);
-    join_load(&mut tasks).await?;
-    let total = count.load(Ordering::Relaxed);
-    let elapsed = (t1 - t0).as_secs_f64();
-    let msgs = (c1 - c0).max(1) as f64;
+    let mut marks = Vec::with_capacity(2);
+    let load = client::run_load(
+        opened,
+        &frame,
+        expect,
+        Duration::from_secs_f64((secs / 4.0).max(0.1)),
+        Duration::from_secs_f64(secs),
+        || {
+            marks.push((
+                alloc::allocs(server.slot),
+                servers::cpu_split(server.tid),
+                servers::cpu_split(me),
+            ))
+        },
+    )?;
+    let [(a0, cpu0, me0), (a1, cpu1, me1)] = marks[..] else {
+        unreachable!("the load loop marks the window's start and end")
+    };
+    let elapsed = load.window.as_secs_f64();
+    let msgs = load.in_window.max(1) as f64;
+    // Ticks of 10 ms, as a share of the window.
+    let share = |ticks: u64| ticks as f64 / 100.0 / elapsed;
     Ok(EchoRun {
-        msgs_per_s: (c1 - c0) as f64 / elapsed,
+        msgs_per_s: load.in_window as f64 / elapsed,
         allocs_per_msg: (a1 - a0) as f64 / msgs,
-        server_cpu: (cpu1 - cpu0) as f64 / 100.0 / elapsed,
-        client_cpu: (me1 - me0) as f64 / 100.0 / elapsed,
-        total,
+        cpu: [
+            share(cpu1.0 + cpu1.1 - cpu0.0 - cpu0.1),
+            share(me1.0 + me1.1 - me0.0 - me0.1),
+        ],
+        user: [share(cpu1.0 - cpu0.0), share(me1.0 - me0.0)],
+        total: load.total,
     })
 }
 
@@ -441,17 +440,16 @@ async fn echo_section(settings: &Settings, fleet: &Fleet, tls: &tls::Tls) {
     println!("## Echo throughput (messages echoed per second, one in flight per connection)");
     println!("   allocs/msg: server-thread allocations per echoed message in the measured window");
     println!("   cpu: user + system time of the server thread and of the load client (main");
-    println!("   thread) in the window, from /proc (10 ms ticks); loopback TCP work done in");
+    println!("   thread) in the window, from /proc (10 ms ticks), and (user) the part spent in");
+    println!("   user space, the rest being system calls; loopback TCP work done in");
     println!("   softirq context is not in it. Far below 100% on both: the run was bound by");
     println!("   wake-up latency or by other processes on the cores (see the load average)");
     for &case in &settings.cases {
         let (conns, size) = CASES[case];
         for use_tls in [false, true] {
             let servers = if use_tls { &fleet.tls } else { &fleet.plain };
-            let mut samples: Vec<EchoSamples> = servers
-                .iter()
-                .map(|_| (vec![], vec![], vec![], vec![], None))
-                .collect();
+            let mut samples: Vec<EchoSamples> =
+                servers.iter().map(|_| EchoSamples::default()).collect();
             let mut totals = vec![0u64; servers.len()];
             // Interleaved: run r of every server, then run r + 1, so drift
             // on the machine spreads over all servers alike.
@@ -468,14 +466,17 @@ async fn echo_section(settings: &Settings, fleet: &Fleet, tls: &tls::Tls) {
                     .await
                     {
                         Ok(run) => {
-                            samples[i].0.push(run.msgs_per_s);
-                            samples[i].1.push(run.allocs_per_msg);
-                            samples[i].2.push(run.server_cpu);
-                            samples[i].3.push(run.client_cpu);
+                            let s = &mut samples[i];
+                            s.rate.push(run.msgs_per_s);
+                            s.allocs.push(run.allocs_per_msg);
+                            for side in 0..2 {
+                                s.cpu[side].push(run.cpu[side]);
+                                s.user[side].push(run.user[side]);
+                            }
                             totals[i] += run.total;
                         }
                         Err(e) => {
-                            samples[i].4.get_or_insert(e.to_string());
+                            samples[i].error.get_or_insert(e.to_string());
                         }
                     }
                     // Let the server finish closing the last run's connections.
@@ -496,20 +497,26 @@ async fn echo_section(settings: &Settings, fleet: &Fleet, tls: &tls::Tls) {
             let rows: Vec<_> = servers
                 .iter()
                 .zip(&samples)
-                .map(|((kind, _), (rate, allocs, cpu, client_cpu, err))| {
-                    let stat = Stat::of(rate);
-                    let extra = match (stat, Stat::of(allocs), Stat::of(cpu), Stat::of(client_cpu))
-                    {
-                        (Some(s), Some(a), Some(c), Some(cc)) => format!(
-                            "{:>8.1} MB/s  {:>6.2} allocs/msg  cpu {:>3.0}% (client {:>3.0}%)",
+                .map(|((kind, _), samples)| {
+                    let stat = Stat::of(&samples.rate);
+                    let pct = |v: &[f64]| Stat::of(v).map_or(0.0, |s| s.median * 100.0);
+                    let extra = match (stat, Stat::of(&samples.allocs)) {
+                        (Some(s), Some(a)) => format!(
+                            "{:>8.1} MB/s  {:>6.2} allocs/msg  cpu {:>3.0}% (user {:>2.0}%), \
+                             client {:>3.0}% (user {:>2.0}%)",
                             s.median * size as f64 / 1e6,
                             a.median,
-                            c.median * 100.0,
-                            cc.median * 100.0
+                            pct(&samples.cpu[0]),
+                            pct(&samples.user[0]),
+                            pct(&samples.cpu[1]),
+                            pct(&samples.user[1]),
                         ),
                         _ => String::new(),
                     };
-                    let notes = err.as_ref().map_or(String::new(), |e| format!("  ({e})"));
+                    let notes = samples
+                        .error
+                        .as_ref()
+                        .map_or(String::new(), |e| format!("  ({e})"));
                     (*kind, use_tls, stat, extra, notes)
                 })
                 .collect();

@@ -80,11 +80,18 @@ pub(crate) struct Running {
 /// CPU time (user + system) the thread `tid` of this process has used, in
 /// clock ticks (1/100 s on Linux).
 pub(crate) fn cpu_ticks(tid: u32) -> u64 {
+    let (user, system) = cpu_split(tid);
+    user + system
+}
+
+/// A thread's CPU time so far in clock ticks (10 ms), user and system
+/// apart; zeros where /proc cannot say.
+pub(crate) fn cpu_split(tid: u32) -> (u64, u64) {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
-        return 0;
+        return (0, 0);
     };
     let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
+        return (0, 0);
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| {
@@ -93,7 +100,7 @@ pub(crate) fn cpu_ticks(tid: u32) -> u64 {
             .and_then(|f| f.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    field(11) + field(12)
+    (field(11), field(12))
 }
 
 /// The calling thread's id.
