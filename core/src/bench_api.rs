@@ -13,6 +13,11 @@ use crate::frame::{self, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::utf8::Utf8Validator;
 use crate::{Accept, ClientRequest, ClientTls, Config, Connection, Event, ServerTls};
 
+/// A byte slice as `std::io::Read` and a `Vec<u8>` as `std::io::Write`
+/// that copy as the connection does (in 2 KiB pieces, see the `copy`
+/// module): for a harness that stands in for the kernel's copies.
+pub use crate::copy::{Reader, Writer};
+
 /// Longest frame header: 2 + 8 (length) + 4 (mask key) bytes (RFC 6455 §5.2).
 pub const HEADER_BUF_LEN: usize = MAX_HEADER_LEN;
 

@@ -270,7 +270,9 @@ fn serve_wharf(server: &mut Connection, now: Instant, wire: &[u8], out: &mut Vec
         if let Event::Message(m) = event {
             server.send(m).expect("room in the queue");
             while server.wants_write() {
-                server.transmit_to(&mut Wire(out)).expect("to memory");
+                server
+                    .transmit_to(&mut bench_api::Writer(out))
+                    .expect("to memory");
             }
         }
     }
@@ -293,13 +295,15 @@ fn serve_floor(server: &mut ServerConnection, wire: &[u8], out: &mut Vec<u8>, fr
         if input.is_empty() {
             break;
         }
-        let mut from = WireIn(input);
+        let mut from = bench_api::Reader(input);
         server.read_tls(&mut from).expect("from memory");
         input = from.0;
         server.process_new_packets().expect("valid records");
     }
     while server.wants_write() {
-        server.write_tls(&mut Wire(out)).expect("to memory");
+        server
+            .write_tls(&mut bench_api::Writer(out))
+            .expect("to memory");
     }
 }
 
@@ -329,45 +333,12 @@ fn read_like_a_socket(conn: &mut Connection, now: Instant, mut input: &[u8]) {
 }
 
 /// The harness's own copies (standing for the kernel's) go in pieces of
-/// this size: one `memcpy` of a larger block meets glibc's `rep movsb`,
-/// which on some AMD processors is many times slower at some offsets
-/// between source and destination (see `core/src/copy.rs`), and would
-/// make the figures depend on where the allocator put the buffers.
+/// this size, as the core's do (`bench_api::Reader` / `Writer`): one
+/// `memcpy` of a larger block meets glibc's `rep movsb`, which on some AMD
+/// processors is many times slower at some offsets between source and
+/// destination (see `core/src/copy.rs`), and would make the figures depend
+/// on where the allocator put the buffers.
 const PIECE: usize = 2048;
-
-/// The wire out: a `Vec` written in pieces (see `PIECE`).
-struct Wire<'a>(&'a mut Vec<u8>);
-
-impl Write for Wire<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        bench_api::append(self.0, buf);
-        Ok(buf.len())
-    }
-    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        let mut n = 0;
-        for buf in bufs {
-            n += self.write(buf)?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The wire in, for rustls: read in pieces (see `PIECE`).
-struct WireIn<'a>(&'a [u8]);
-
-impl Read for WireIn<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.0.len());
-        for (to, from) in buf[..n].chunks_mut(PIECE).zip(self.0[..n].chunks(PIECE)) {
-            to.copy_from_slice(from);
-        }
-        self.0 = &self.0[n..];
-        Ok(n)
-    }
-}
 
 /// What reading the clock twice costs (the timed part does), in ns.
 fn clock_cost() -> f64 {
