@@ -67,16 +67,22 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// What a server thread measured: its allocation count and live heap bytes
+/// after each echoed message, and its live heap bytes, with the number of
+/// connections closed so far, whenever connections were closed and dropped.
+struct Served {
+    echoes: Vec<(u64, isize)>,
+    closes: Vec<(usize, isize)>,
+}
+
 /// Runs an echo server until `connections` connections have closed
-/// (messages starting with `raw:` are echoed with `send_uncompressed`);
-/// returns the thread's allocation count and live heap bytes after each
-/// echoed message.
+/// (messages starting with `raw:` are echoed with `send_uncompressed`).
 fn serve(
     ready: mpsc::Sender<SocketAddr>,
     messages: usize,
     deflate: bool,
     connections: usize,
-) -> Vec<(u64, isize)> {
+) -> Served {
     let mut options = ServerOptions::default();
     let mut config = Config::default();
     if deflate {
@@ -90,6 +96,7 @@ fn serve(
     server.register(poll.registry()).unwrap();
     ready.send(server.local_addr()).unwrap();
     let mut counts = Vec::with_capacity(messages + 1);
+    let mut closes = Vec::with_capacity(connections);
     let mut events = Events::with_capacity(64);
     let mut closed = 0;
     let start = Instant::now();
@@ -122,14 +129,19 @@ fn serve(
                     server.send(poll.registry(), now, id, m).unwrap();
                     counts.push((allocs(), live()));
                 }
-                Event::Closed(_) => {
-                    closed += 1;
-                    if closed == connections {
-                        return counts;
-                    }
-                }
+                Event::Closed(_) => closed += 1,
                 _ => {}
             }
+        }
+        // `poll_event` drops a closed connection once its events are taken.
+        if closes.last().map_or(0, |&(n, _)| n) < closed {
+            closes.push((closed, live()));
+        }
+        if closed == connections {
+            return Served {
+                echoes: counts,
+                closes,
+            };
         }
     }
     panic!("the echo did not finish in time");
@@ -194,7 +206,7 @@ fn open(addr: SocketAddr, extra: &str) -> TcpStream {
 fn echo(len: usize, messages: usize, quiet: Option<Duration>) -> Vec<(u64, isize)> {
     let (tx, rx) = mpsc::channel();
     let total = messages + usize::from(quiet.is_some());
-    let server = std::thread::spawn(move || serve(tx, total, false, 1));
+    let server = std::thread::spawn(move || serve(tx, total, false, 1).echoes);
     let mut s = open(rx.recv().unwrap(), "");
 
     let frame = masked_frame(len);
@@ -266,7 +278,7 @@ fn timers_pushed_later_on_every_message_allocate_nothing() {
     // the back, and the set's tree allocates as it splits and merges).
     let (conns, len, rounds, warm) = (32, 70_000, 8, 3);
     let (tx, rx) = mpsc::channel();
-    let server = std::thread::spawn(move || serve(tx, conns * rounds, false, conns));
+    let server = std::thread::spawn(move || serve(tx, conns * rounds, false, conns).echoes);
     let addr = rx.recv().unwrap();
     let frame = masked_frame(len);
     let mut sockets: Vec<TcpStream> = (0..conns).map(|_| open(addr, "")).collect();
@@ -307,6 +319,47 @@ fn large_buffers_are_given_back_once_the_connection_is_quiet() {
         busy - quiet > len as isize,
         "only {} B given back after the connection went quiet",
         busy - quiet
+    );
+}
+
+#[test]
+fn closed_connections_leave_next_to_nothing_behind() {
+    // One connection warms the thread's read buffer; then `busy` are open at
+    // once and all close. What the server thread holds afterwards beyond
+    // what it held after the first is what the busiest moment left behind.
+    let busy = 256;
+    let (tx, rx) = mpsc::channel();
+    let server = std::thread::spawn(move || serve(tx, 1, false, 1 + busy));
+    let addr = rx.recv().unwrap();
+    let mut first = open(addr, "");
+    first.write_all(&masked_frame(20)).unwrap();
+    assert_eq!(read_frames(&mut first).1.len(), 20);
+    first
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])
+        .unwrap();
+    // The server's Close, then the end of the stream: its connection is
+    // gone before the others open.
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, [0x88, 0x02, 0x03, 0xE8], "the server's Close 1000");
+    let mut sockets: Vec<TcpStream> = (0..busy).map(|_| open(addr, "")).collect();
+    for s in &mut sockets[..busy / 2] {
+        s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]).unwrap();
+    }
+    // The other half just go away.
+    drop(sockets);
+    let closes = server.join().unwrap().closes;
+    let (n, warm) = closes[0];
+    assert_eq!(n, 1, "the first connection closed alone: {closes:?}");
+    let (n, after) = *closes.last().unwrap();
+    assert_eq!(n, 1 + busy);
+    let left = (after - warm) / busy as isize;
+    println!("live heap on the server thread: {warm} B after one connection, {after} B after {busy} more closed ({left} B each)");
+    // Each closed connection may leave its place in the server's lists
+    // (three words); a whole connection's state is over a kilobyte.
+    assert!(
+        left <= 64,
+        "{left} B per closed connection left on the server thread"
     );
 }
 
@@ -366,7 +419,7 @@ fn compressed_messages_allocate_nothing() {
 
     let messages = 40;
     let (tx, rx) = mpsc::channel();
-    let server = std::thread::spawn(move || serve(tx, messages, true, 1));
+    let server = std::thread::spawn(move || serve(tx, messages, true, 1).echoes);
     let mut s = open(
         rx.recv().unwrap(),
         "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n",
@@ -400,7 +453,7 @@ fn compressed_messages_allocate_nothing() {
 #[test]
 fn send_uncompressed_goes_out_without_rsv1() {
     let (tx, rx) = mpsc::channel();
-    let server = std::thread::spawn(move || serve(tx, 2, true, 1));
+    let server = std::thread::spawn(move || serve(tx, 2, true, 1).echoes);
     let mut s = open(
         rx.recv().unwrap(),
         "Sec-WebSocket-Extensions: permessage-deflate\r\n",
