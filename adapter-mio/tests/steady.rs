@@ -356,9 +356,11 @@ fn closed_connections_leave_next_to_nothing_behind() {
     let left = (after - warm) / busy as isize;
     println!("live heap on the server thread: {warm} B after one connection, {after} B after {busy} more closed ({left} B each)");
     // Each closed connection may leave its place in the server's lists
-    // (three words); a whole connection's state is over a kilobyte.
+    // (three words), and mio's poll(2) selector (the backend `.ci/run` also
+    // tests on) keeps about 90 bytes per descriptor it once watched; a whole
+    // connection's state is over a kilobyte.
     assert!(
-        left <= 64,
+        left <= 256,
         "{left} B per closed connection left on the server thread"
     );
 }
