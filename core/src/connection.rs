@@ -27,7 +27,7 @@ use crate::handshake::{
 use crate::message::{Chunk, Message, MessageKind, Text};
 use crate::rng::{OsSeededRng, Random};
 use crate::timer::{expired, Timers};
-use crate::tls::{ClientTls, ServerTls, TlsSession};
+use crate::tls::{ClientTls, ServerTls, TlsInfo, TlsSession};
 use crate::utf8::Utf8Validator;
 
 /// Which end of the connection this is.
@@ -1247,6 +1247,17 @@ impl Connection {
     #[must_use]
     pub fn deflate(&self) -> Option<&DeflateParams> {
         self.deflate.as_deref().map(Deflate::params)
+    }
+
+    /// What the TLS handshake agreed (protocol version, cipher suite, key
+    /// exchange group); `None` for plaintext and until the TLS handshake is
+    /// done.
+    #[must_use]
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        match &self.transport {
+            Transport::Tls(tls) => tls.info(),
+            Transport::Plain => None,
+        }
     }
 
     /// Takes back the messages that were queued but not completely sent (for

@@ -85,7 +85,21 @@
 //! [`ServerTls`] (certificate chain and key, optionally client
 //! authentication). Certificate failures end the connection with a typed
 //! [`TlsError`] (unknown issuer, expired, wrong name …) and the TLS alert is
-//! sent to the peer.
+//! sent to the peer. [`Connection::tls_info`] tells what the handshake agreed.
+//!
+//! The crypto provider is chosen by a crate feature:
+//!
+//! | feature | provider | key exchange |
+//! |---|---|---|
+//! | `aws-lc-rs` (default) | AWS-LC, rustls' own default | X25519MLKEM768 (post-quantum hybrid) preferred; X25519, P-384, P-256 for peers without it |
+//! | `ring` | *ring*, for targets AWS-LC does not build on | X25519, P-384, P-256 |
+//!
+//! For *ring*: `wharf-core = { version = "0.1", default-features = false,
+//! features = ["ring"] }` (the adapters and `wharf-proto` forward both
+//! features). With both on, AWS-LC is used. Any other rustls provider (a FIPS
+//! build, a hardware-backed one) can be given to the builders with
+//! [`ClientTlsBuilder::with_crypto_provider`]; rustls' process-wide default
+//! provider is never consulted.
 //!
 //! ## Rules and limits
 //!
@@ -152,4 +166,4 @@ pub use message::{Chunk, Message, MessageKind, Text};
 pub use reconnect::{Backoff, Reconnect, ReconnectConfig};
 pub use rng::{OsSeededRng, Random};
 pub use rustls;
-pub use tls::{ClientTls, ClientTlsBuilder, ServerTls, ServerTlsBuilder};
+pub use tls::{ClientTls, ClientTlsBuilder, ServerTls, ServerTlsBuilder, TlsInfo};

@@ -31,10 +31,10 @@ impl Tls {
             .collect::<Result<_, _>>()
             .expect("rcgen writes valid PEM");
         let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("rcgen writes valid PEM");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .expect("ring supports the default versions")
+            .expect("aws-lc-rs supports the default versions")
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .expect("rcgen certificates are valid");
@@ -46,7 +46,7 @@ impl Tls {
         }
         let mut client = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("ring supports TLS 1.3")
+            .expect("aws-lc-rs supports TLS 1.3")
             .with_root_certificates(roots)
             .with_no_client_auth();
         // Every handshake is a full one: no server is helped by resumption.
