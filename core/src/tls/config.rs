@@ -252,7 +252,7 @@ impl ServerTlsBuilder {
 
     /// Requires every client to present a certificate signed by one of the
     /// CAs in `ca_pem`; a client without one fails the TLS handshake with
-    /// [`TlsError::ClientCertificateRequired`] on this side.
+    /// [`TlsError::ClientCertificateRequired`](crate::TlsError::ClientCertificateRequired) on this side.
     pub fn client_auth_required(self, ca_pem: &[u8]) -> Result<Self, ConfigError> {
         self.client_auth(ca_pem, false)
     }
