@@ -100,6 +100,11 @@
 //! its socket; [`ReconnectingClient::shutdown`] does so after sending what is
 //! queued and returns what could not be sent.
 
+/// This crate's README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct Readme;
+
 mod client;
 mod config;
 mod connect;

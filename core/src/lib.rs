@@ -130,6 +130,11 @@
 //! config.deflate = Some(deflate);
 //! ```
 
+/// This crate's README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct Readme;
+
 mod close;
 mod config;
 mod connection;

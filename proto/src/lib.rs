@@ -101,6 +101,17 @@
 //! [`ClientEvent::Gap`], a server restart (new epoch) as
 //! [`ClientEvent::StreamReset`].
 
+/// The workspace README's examples, compiled and run as this crate's doc
+/// tests so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct WorkspaceReadme;
+
+/// This crate's README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct Readme;
+
 mod client;
 mod codec;
 mod error;
