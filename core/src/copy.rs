@@ -1,22 +1,24 @@
-//! Appending bytes to a buffer without the slow path of `memcpy` on some
-//! machines.
+//! Appending bytes to a buffer without `memcpy`'s slow case on some
+//! processors.
 //!
-//! glibc copies blocks larger than about 2 KiB with `rep movsb`. On AMD EPYC
-//! processors with fast short `rep movsb` (FSRM, as in the machines this
-//! project is measured on) that instruction runs some 30 times slower
-//! (2.6 GB/s instead of 80 GB/s for 16 KiB) when the destination sits 1–31
-//! bytes past the source modulo 4 KiB, up to 4 times slower at 32–95, and
-//! 1.3–2 times slower than its best at most other offsets. Where a payload
+//! glibc copies blocks larger than about 2 KiB with `rep movsb`. On AMD
+//! processors with fast short `rep movsb` (FSRM; EPYC among them) that
+//! instruction runs 30–50 times slower when the destination sits 1–31 bytes
+//! past the source modulo 4 KiB, up to 4 times slower at 32–95, and 1.3–2
+//! times slower than at its best offset at most others. Where a payload
 //! lands in the connection's buffers depends on frame and record headers
 //! (2–14 bytes, 5 for TLS) and on where the allocator put each buffer, so
 //! without care a connection hits the slow case in one process and not in
 //! the next. Copies of at most 2 KiB stay on glibc's vector loop, which
-//! cares little about offsets: copying larger blocks as such pieces is as
-//! fast as `rep movsb` at its best offset and faster than it on average
-//! (16 KiB over all 4,096 offsets: 240 ns against 390 ns; 1 MiB, bound by
-//! memory: within 5 %).
+//! cares little about offsets, so larger blocks are copied as such pieces:
+//! as fast as `rep movsb` at its best offset, faster than it on average,
+//! and within 5 % of one copy at 1 MiB, where memory bounds both.
 //!
-//! `cargo bench -p wharf-core --bench frame -- append/` measures both ways.
+//! `cargo bench -p wharf-core --bench frame -- append/` compares one
+//! `memcpy` (`extend_from_slice`) with this module's `append` (`wharf`) for
+//! 16 KiB at fixed offsets and stepping through all 4,096 offsets. On such a
+//! processor: 7.8 µs against 0.54 µs at 8 bytes past the source, and
+//! 0.62 µs against 0.43 µs stepping through every offset.
 
 use std::io;
 

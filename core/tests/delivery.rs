@@ -494,7 +494,7 @@ fn the_end_of_the_transport_while_a_frame_is_half_written_still_finishes_the_fra
 fn a_large_message_over_tls_fills_whole_records() {
     // rustls cuts each write into records of at most 16 KiB of plaintext;
     // a server's frames are sized so that each fills whole records (a
-    // 64 KiB payload and its header used to make four records and a
+    // 64 KiB payload with its header would make four records and a
     // 10-byte one: 80 records for 1 MiB, 16 of them short). Counted on
     // the wire: application-data records.
     let pki = TestPki::new();

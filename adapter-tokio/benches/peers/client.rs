@@ -151,8 +151,9 @@ pub(crate) fn run_load(
         });
     }
     // One receive buffer for all connections (the echo is counted, not
-    // kept), 64-byte aligned: the kernel's copy into an unaligned buffer
-    // ran at about half speed for 1 MiB messages on this kind of machine.
+    // kept), 64-byte aligned: on some processors the kernel copies a 1 MiB
+    // echo into an unaligned buffer at about half speed, a cost of the
+    // load client that would show in every server's figures.
     let mut raw = vec![0u8; expect.min(1 << 20) + 64];
     let off = raw.as_ptr().align_offset(64);
     let buf = &mut raw[off..];

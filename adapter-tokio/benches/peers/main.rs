@@ -23,7 +23,8 @@
 //! how many messages each server echoed in all, so that an instruction
 //! count of its thread (valgrind's callgrind with `--separate-threads=yes`;
 //! each server thread is named `server-<slot>`) divides into a cost per
-//! message. The README's Benchmarks section has the commands.
+//! message: `profile.sh` in this folder does that. `BENCHMARKS.md` at the
+//! workspace root describes every section's method and has the commands.
 //!
 //! `deflate`: wharf's servers with permessage-deflate negotiated against the
 //! same servers without it, on a compressible payload: echo throughput,
