@@ -7,7 +7,6 @@ use bytes::BytesMut;
 
 use crate::deflate::Deflate;
 
-use super::state::Phase;
 use super::Connection;
 
 /// A buffer larger than this is given back to the allocator once the
@@ -33,7 +32,7 @@ impl Connection {
                 .deflate
                 .as_deref()
                 .is_some_and(Deflate::holds_large_buffers);
-        if large && self.phase != Phase::Closed {
+        if large && !self.phase.is_closed() {
             self.timers.shrink = Some(self.now + BUFFER_IDLE);
         }
     }

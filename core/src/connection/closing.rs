@@ -8,7 +8,7 @@ use crate::close::{validate_close, CloseCode, MAX_CLOSE_REASON};
 use crate::error::{ConfigError, Error, HandshakeError, TimeoutKind, TlsError};
 use crate::event::{CloseInfo, Event, Initiator};
 
-use super::state::Phase;
+use super::state::{Ending, Phase};
 use super::{Connection, Role};
 
 /// The closing handshake (§7.1).
@@ -38,7 +38,7 @@ impl Connection {
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), ConfigError> {
         validate_close(code, reason)?;
         match self.phase {
-            Phase::Closed => Ok(()),
+            Phase::Closed(_) => Ok(()),
             Phase::Handshake | Phase::AwaitDecision => {
                 self.finish(CloseInfo {
                     initiator: Initiator::Local,
@@ -108,10 +108,12 @@ impl Connection {
         // A violation found before the end is the real reason.
         self.apply_pending_failure();
         match self.phase {
-            Phase::Closed => {
+            Phase::Closed(ending) => {
                 // The peer ended the transport after the closing handshake.
-                self.timers.linger = None;
-                self.done = true;
+                if ending == Ending::PeerEnd {
+                    self.timers.linger = None;
+                    self.phase = Phase::Closed(Ending::Flush);
+                }
             }
             Phase::Handshake | Phase::AwaitDecision => {
                 self.fail(Error::Handshake(HandshakeError::Eof));
@@ -126,7 +128,6 @@ impl Connection {
                     clean: false,
                     error: Some(Error::TransportClosed),
                 });
-                self.done = true;
                 if self.frame_in_progress() {
                     // The rest of a frame the socket took part of still goes
                     // out (nothing may end inside a frame), while a peer that
@@ -148,7 +149,7 @@ impl Connection {
     /// Fails the connection (§7.1.7): sends a Close with the fitting code when
     /// open, reports `Closed`, and ignores all further input.
     pub(super) fn fail(&mut self, error: Error) {
-        if self.phase == Phase::Closed {
+        if self.phase.is_closed() {
             return;
         }
         self.error = Some(error.clone());
@@ -196,7 +197,6 @@ impl Connection {
             clean,
             error: Some(error),
         });
-        self.done = true;
         // A peer that stops reading cannot hold the connection open forever.
         self.arm_linger();
     }
@@ -216,18 +216,18 @@ impl Connection {
 
     /// Reports `Closed` (once) and stops the timers that no longer apply.
     pub(super) fn finish(&mut self, info: CloseInfo) {
-        if self.phase == Phase::Closed {
+        if self.phase.is_closed() {
             return;
         }
-        self.phase = Phase::Closed;
         self.timers.clear();
         self.rx_msg = None;
         self.inbuf = BytesMut::new();
         if info.clean && self.role == Role::Client && !self.eof {
             // §7.1.1: the server ends the TCP connection first; wait a while.
+            self.phase = Phase::Closed(Ending::PeerEnd);
             self.arm_linger();
         } else {
-            self.done = true;
+            self.phase = Phase::Closed(Ending::Flush);
         }
         self.events.push_back(Event::Closed(info));
     }

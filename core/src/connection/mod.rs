@@ -33,7 +33,7 @@ use self::assemble::RxMessage;
 use self::closing::CloseState;
 use self::recv::Rx;
 use self::send::TxMessage;
-use self::state::Phase;
+use self::state::{Ending, Phase};
 
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,10 +123,6 @@ pub struct Connection {
     timers: Timers,
     /// Keepalive pings sent, for their payloads.
     keepalive_seq: u64,
-    /// The transport may be closed once the output is drained.
-    done: bool,
-    /// The output will never be drained (the flush deadline passed).
-    abandoned: bool,
     /// A protocol violation found while decoding; applied once the events
     /// before it were taken, so that the application's answers to them go
     /// out before the Close.
@@ -261,8 +257,6 @@ impl Connection {
             events: VecDeque::new(),
             timers,
             keepalive_seq: 0,
-            done: false,
-            abandoned: false,
             pending_failure: None,
             error: None,
         }
@@ -275,11 +269,10 @@ impl Connection {
         if expired(&mut self.timers.shrink, now) {
             self.shrink_buffers();
         }
-        if expired(&mut self.timers.linger, now) {
-            self.done = true;
-            self.abandoned = true;
+        if expired(&mut self.timers.linger, now) && self.phase.is_closed() {
+            self.phase = Phase::Closed(Ending::Abandoned);
         }
-        if self.phase == Phase::Closed {
+        if self.phase.is_closed() {
             return;
         }
         if expired(&mut self.timers.handshake, now) {
@@ -353,7 +346,7 @@ impl Connection {
     /// `Closed` was reported.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
+        self.phase.is_closed()
     }
 
     /// Closed, every byte handed to `poll_transmit` (or the time to flush
@@ -362,7 +355,11 @@ impl Connection {
     /// connection dropped.
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Closed && self.done && (self.abandoned || !self.wants_write())
+        match self.phase {
+            Phase::Closed(Ending::Flush) => !self.wants_write(),
+            Phase::Closed(Ending::Abandoned) => true,
+            _ => false,
+        }
     }
 
     /// After closing, the peer did not take the remaining bytes within
@@ -370,7 +367,7 @@ impl Connection {
     /// instead of waiting to write it.
     #[must_use]
     pub fn is_abandoned(&self) -> bool {
-        self.abandoned
+        self.phase == Phase::Closed(Ending::Abandoned)
     }
 
     /// There are bytes to transmit: register for writability.
@@ -386,7 +383,7 @@ impl Connection {
             if tls.wants_write() {
                 return true;
             }
-            if self.phase == Phase::Closed
+            if self.phase.is_closed()
                 && !self.close_notify_sent
                 && !matches!(self.error, Some(Error::Tls(_)))
             {

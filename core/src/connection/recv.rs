@@ -174,7 +174,7 @@ impl Connection {
     /// Whether bytes from the socket are still decoded (not after the
     /// connection closed, the stream ended, or a failure is pending).
     pub(super) fn takes_input(&self) -> bool {
-        self.phase != Phase::Closed && !self.eof && self.pending_failure.is_none()
+        !self.phase.is_closed() && !self.eof && self.pending_failure.is_none()
     }
 
     /// Decodes what the input buffer holds (after new input arrived).
@@ -235,7 +235,7 @@ impl Connection {
                     }
                     break;
                 }
-                Phase::Closed => break,
+                Phase::Closed(_) => break,
             }
         }
     }

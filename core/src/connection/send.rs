@@ -183,7 +183,7 @@ impl Connection {
             handed += pos;
             self.out.clear();
         }
-        if self.phase == Phase::Closed && !self.close_notify_sent && !tls_failed {
+        if self.phase.is_closed() && !self.close_notify_sent && !tls_failed {
             self.close_notify_sent = true;
             tls.send_close_notify();
             // The alert itself is something to write.

@@ -1,4 +1,5 @@
-//! The connection's lifecycle.
+//! The connection's lifecycle: one state, so that no combination of flags
+//! can say two things at once.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -9,5 +10,24 @@ pub(super) enum Phase {
     /// Frames flow (possibly with a closing handshake under way).
     Open,
     /// `Closed` was reported. Nothing but queued bytes go out.
-    Closed,
+    Closed(Ending),
+}
+
+/// What a closed connection still waits for before the socket can go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// A client after a clean close: the server ends the TCP connection
+    /// first (§7.1.1). Bounded by the linger deadline.
+    PeerEnd,
+    /// The socket may be closed once every byte is out (bounded by the
+    /// linger deadline where a peer could hold it open by not reading).
+    Flush,
+    /// The linger deadline passed: what is still queued will never leave.
+    Abandoned,
+}
+
+impl Phase {
+    pub(super) fn is_closed(self) -> bool {
+        matches!(self, Phase::Closed(_))
+    }
 }
