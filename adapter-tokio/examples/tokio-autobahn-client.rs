@@ -48,10 +48,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     core.max_message_size = 64 << 20;
     core.max_frame_size = 64 << 20;
     core.max_send_queue = 128 << 20;
+    core.max_receive_queue = 128 << 20;
     core.deflate = Some(DeflateConfig::default());
-    let mut config = ClientConfig::new()
-        .with_config(core)
-        .with_incoming_buffer(128, 128 << 20);
+    let mut config = ClientConfig::new().with_config(core);
     if let Some(ca) = ca {
         config = config.with_tls(
             ClientTls::builder()

@@ -27,10 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     core.max_message_size = 64 << 20;
     core.max_frame_size = 64 << 20;
     core.max_send_queue = 128 << 20;
+    core.max_receive_queue = 128 << 20;
     core.deflate = Some(DeflateConfig::default());
-    let mut config = ServerConfig::new()
-        .with_config(core)
-        .with_incoming_buffer(128, 128 << 20);
+    let mut config = ServerConfig::new().with_config(core);
     match (cert, key) {
         (Some(c), Some(k)) => {
             config = config

@@ -1,34 +1,31 @@
-//! A client that stays connected: one task drives the core's [`Reconnect`]
-//! policy, one connection at a time, with a bounded queue of messages that
-//! survives the gaps and a registration hook that runs on every Open.
-//!
-//! Reconnecting drops the old connection and socket and builds new ones;
-//! between attempts the task waits on its own timer. Nothing keeps itself
-//! alive: when the last [`ReconnectingClient`] handle is dropped (or
-//! [`ReconnectingClient::shutdown`] is called) the task closes the
-//! connection and ends.
+//! A client that stays connected: one task drives the core's sans-IO
+//! [`Client`] (the policy, the queue, the registration hook, what goes back
+//! to the queue) on tokio sockets. The task opens a socket when the client
+//! asks, moves bytes and time, and drops the socket when the client says;
+//! between attempts it waits on its own timer. Nothing keeps itself alive:
+//! when the last [`ReconnectingClient`] handle is dropped (or
+//! [`ReconnectingClient::shutdown`] is called) the connection is closed and
+//! the task ends.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::{poll_fn, Future};
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Semaphore, SemaphorePermit, TryAcquireError};
+use tokio::sync::watch;
 use wharf_core::{
-    ClientRequest, ClientTls, CloseCode, CloseInfo, Connection, Event, Initiator, Message, Open,
-    Reconnect, ReconnectConfig, TimeoutKind,
+    Client, ClientAction, ClientEvent, ClientOptions, ClientRequest, Endpoint, Message, Open,
+    ReconnectConfig,
 };
 
 use crate::config::{check_supported, ClientConfig};
-use crate::error::{from_close, Error, SendError};
-use crate::link::{now, Link};
+use crate::error::{Error, SendError};
+use crate::link::{now, Link, Timer};
 use crate::shared::{register, wake};
-use crate::websocket::abandoned;
 
 /// Most rounds per poll before the task yields to others.
 const ROUNDS: usize = 64;
@@ -36,90 +33,35 @@ const ROUNDS: usize = 64;
 /// The registration hook: the messages to send first on every Open.
 type Hook = Arc<dyn Fn(&Open) -> Vec<Message> + Send + Sync>;
 
-/// What the [`ReconnectingClient`] reports, in order, on [`ClientEvents`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientEvent {
-    /// A connection reached Open. The registration hook's messages are
-    /// queued on it ahead of everything waiting in the queue.
-    Connected(Open),
-    /// A message arrived.
-    Message(Message),
-    /// A connection ended, or an attempt failed.
-    Disconnected(Disconnected),
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// The core client and the wakers of everyone who waits on it.
+struct Inner {
+    client: Client,
+    task: Option<Waker>,
+    events: Option<Waker>,
+    /// Senders waiting for room in the queue.
+    room: Vec<Waker>,
+    handles: usize,
+    events_alive: bool,
 }
 
-/// A lost connection or a failed attempt.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Disconnected {
-    /// What happened.
-    pub reason: DisconnectReason,
-    /// When the next attempt starts; `None` when there is none (the client
-    /// gave up after `max_attempts`, or is shutting down).
-    pub retry_in: Option<Duration>,
-    /// Messages that were in the connection but not sent whole, put back at
-    /// the front of the queue to go out on the next connection.
-    pub requeued: usize,
-}
-
-/// Why a [`Disconnected`] was reported.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// An open connection ended; how (who closed, code, reason, error).
-    Lost(CloseInfo),
-    /// An attempt failed before Open: TCP, TLS, the handshake or its timeout.
-    ConnectFailed(Error),
-}
-
-/// State shared by the task and its handles.
 struct ClientShared {
-    state: Mutex<ClientState>,
-    /// Room in the queue: one permit per message that may still be queued.
-    /// A message keeps its permit until it has left for good (framed on a
-    /// connection, or handed back), so the queue plus what a connection
-    /// holds never exceeds the capacity, even after messages come back.
-    room: Semaphore,
+    inner: Mutex<Inner>,
     /// Becomes true when the task has ended (its socket closed).
     done: watch::Sender<bool>,
 }
 
-struct ClientState {
-    queue: VecDeque<Message>,
-    events: VecDeque<ClientEvent>,
-    /// Unread `Message` events and their payload bytes, and their bounds.
-    event_messages: usize,
-    event_bytes: usize,
-    events_cap: usize,
-    event_bytes_max: usize,
-    events_alive: bool,
-    events_waker: Option<Waker>,
-    task_waker: Option<Waker>,
-    /// The task waits for room in the events buffer (to read, or to make
-    /// its next attempt).
-    read_paused: bool,
-    handles: usize,
-    /// Stop requested, with the close code to use (1000 on shutdown, 1001
-    /// when the last handle went away).
-    stop: Option<CloseCode>,
-    connected: bool,
-    /// What was left in the queue when the task ended.
-    leftover: Vec<Message>,
-    finished: bool,
-}
-
 impl ClientShared {
-    fn lock(&self) -> MutexGuard<'_, ClientState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-impl ClientState {
-    /// The events buffer is full (the task then stops reading).
-    fn events_full(&self) -> bool {
-        self.events_alive
-            && (self.event_messages >= self.events_cap || self.event_bytes >= self.event_bytes_max)
+    /// Wakes the task after a handle changed the client.
+    fn poke(&self, mut st: MutexGuard<'_, Inner>) {
+        let task = st.task.take();
+        drop(st);
+        wake([task]);
     }
 }
 
@@ -157,38 +99,29 @@ impl ClientBuilder {
         }
     }
 
-    /// Connection settings: the core's config, TLS, and buffers (the
-    /// incoming bound also bounds the unread [`ClientEvents`]).
+    /// Connection settings: the core's `Config` and TLS.
     #[must_use]
     pub fn config(mut self, config: ClientConfig) -> Self {
         self.config = config;
         self
     }
 
-    /// The reconnect policy (default: gRPC-style exponential backoff from
-    /// 1 s, ×1.6, ±20 %, capped at 120 s, retrying forever).
+    /// When to try again (and whether rejections are retried).
     #[must_use]
     pub fn reconnect(mut self, reconnect: ReconnectConfig) -> Self {
         self.reconnect = reconnect;
         self
     }
 
-    /// How many messages may wait to be sent, counting those a connection
-    /// holds but has not sent whole yet (default 1024, at least 1).
+    /// Most messages waiting for a connection (default 1,024; at least 1).
     #[must_use]
     pub fn queue_capacity(mut self, messages: usize) -> Self {
-        self.queue_capacity = messages.clamp(1, Semaphore::MAX_PERMITS);
+        self.queue_capacity = messages.max(1);
         self
     }
 
-    /// The registration hook: runs on every Open, and the messages it
-    /// returns go out before anything queued. They are not counted in the
-    /// queue; those a connection could not send are dropped, since the hook
-    /// runs again on the next Open.
-    ///
-    /// It runs on the client's task: keep it short and non-blocking, and do
-    /// not let it own a [`ReconnectingClient`] handle (that handle would
-    /// keep the client alive after the application dropped its own).
+    /// Runs on every Open, with what the handshake agreed; its messages go
+    /// out before anything queued.
     #[must_use]
     pub fn on_open(mut self, hook: impl Fn(&Open) -> Vec<Message> + Send + Sync + 'static) -> Self {
         self.hook = Some(Arc::new(hook));
@@ -199,8 +132,8 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the TLS settings for a `wss://` URL cannot be
-    /// built, [`Error::Unsupported`] for `MessageMode::Stream`.
+    /// Settings no attempt could use ([`Error::Config`],
+    /// [`Error::Unsupported`]).
     ///
     /// # Panics
     ///
@@ -212,38 +145,34 @@ impl ClientBuilder {
         } else {
             None
         };
-        let buffers = self.config.buffers;
+        let mut options = ClientOptions::new(self.request);
+        options.config = self.config.core.clone();
+        options.tls = tls;
+        options.reconnect = self.reconnect;
+        options.max_queued_messages = self.queue_capacity;
+        if let Some(hook) = self.hook {
+            options.registration = Some(Box::new(move |open: &Open| hook(open)));
+        }
+        let client = Client::new(options, now())?;
         let shared = Arc::new(ClientShared {
-            state: Mutex::new(ClientState {
-                queue: VecDeque::new(),
-                events: VecDeque::new(),
-                event_bytes: 0,
-                event_messages: 0,
-                events_cap: buffers.incoming_messages,
-                event_bytes_max: buffers.incoming_bytes,
-                events_alive: true,
-                events_waker: None,
-                task_waker: None,
-                read_paused: false,
+            inner: Mutex::new(Inner {
+                client,
+                task: None,
+                events: None,
+                room: Vec::new(),
                 handles: 1,
-                stop: None,
-                connected: false,
-                leftover: Vec::new(),
-                finished: false,
+                events_alive: true,
             }),
-            room: Semaphore::new(self.queue_capacity),
             done: watch::Sender::new(false),
         });
         let task = Task {
             shared: shared.clone(),
-            request: self.request,
-            config: self.config,
-            tls,
-            policy: Reconnect::new(self.reconnect),
-            hook: self.hook,
+            link: None,
+            connecting: None,
+            timer: Timer::default(),
         };
-        // Detached: the task ends by itself when stopped.
-        drop(tokio::spawn(run(task)));
+        // Detached: the task ends by itself when the client stops.
+        drop(tokio::spawn(task));
         Ok((
             ReconnectingClient {
                 shared: shared.clone(),
@@ -253,79 +182,45 @@ impl ClientBuilder {
     }
 }
 
-/// A WebSocket client that reconnects by the core's policy; a cheap,
-/// cloneable handle to send through it.
+/// A WebSocket client that reconnects by the core's policy, with a queue
+/// that survives the gaps; see the crate docs ("Staying connected").
 ///
-/// Messages sent while disconnected wait in a bounded queue and go out in
-/// order once the next connection is open and the registration hook's
-/// messages have gone first. Messages a failed connection had not sent
-/// whole are put back at the front of the queue. When the queue is full,
-/// [`send`](Self::send) waits and [`try_send`](Self::try_send) hands the
-/// message back.
-///
-/// Dropping the last handle closes the connection with 1001 (going away)
-/// and ends the client's task; [`shutdown`](Self::shutdown) closes with
-/// 1000 after the queued messages and returns what could not be sent.
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use wharf_tokio::{ClientEvent, Message, ReconnectConfig, ReconnectingClient};
-///
-/// # async fn run() -> Result<(), wharf_tokio::Error> {
-/// let (client, mut events) = ReconnectingClient::builder("ws://127.0.0.1:9001/feed")?
-///     .reconnect(ReconnectConfig::fixed(Duration::from_secs(2)))
-///     .on_open(|_open| vec![Message::text(r#"{"subscribe":"prices"}"#)])
-///     .spawn()?;
-/// client.send(Message::text("hello")).await?; // queued until connected
-/// while let Some(event) = events.recv().await {
-///     match event {
-///         ClientEvent::Connected(_) => println!("connected"),
-///         ClientEvent::Message(m) => println!("{m:?}"),
-///         ClientEvent::Disconnected(d) => println!("lost: {:?}, retry in {:?}", d.reason, d.retry_in),
-///         _ => {}
-///     }
-/// #   break;
-/// }
-/// let unsent = client.shutdown().await;
-/// # let _ = unsent;
-/// # Ok(())
-/// # }
-/// ```
+/// A cheap, cloneable handle to the client's task. Messages sent while
+/// disconnected wait in a bounded queue and go out in order after the
+/// registration hook's messages on the next Open; messages a lost
+/// connection had not sent whole go back to the front of the queue.
+/// Dropping the last handle closes the connection with 1001 and ends the
+/// task.
 pub struct ReconnectingClient {
     shared: Arc<ClientShared>,
 }
 
 /// The events of a [`ReconnectingClient`], in order: a [`Stream`] of
-/// [`ClientEvent`]. Ends when the client's task has ended.
+/// [`ClientEvent`] that ends after [`ClientEvent::Stopped`].
 ///
-/// It is bounded: while it is full, the client stops reading its socket
-/// and makes no new attempt. Dropping it discards all further events.
+/// Received messages count against the connection's receive bound until
+/// they are taken here: a receiver that falls behind makes the connection
+/// stop reading its socket (and the next attempt wait), so memory stays
+/// bounded. Dropping it discards what arrives.
 pub struct ClientEvents {
     shared: Arc<ClientShared>,
 }
 
-/// Room for one message in the queue, from [`ReconnectingClient::reserve`].
+/// Room for one message in the client's queue, from
+/// [`ReconnectingClient::reserve`].
 pub struct ClientPermit<'a> {
     client: &'a ReconnectingClient,
-    permit: SemaphorePermit<'a>,
 }
 
 impl fmt::Debug for ReconnectingClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = self.shared.lock();
-        f.debug_struct("ReconnectingClient")
-            .field("connected", &st.connected)
-            .field("queued", &st.queue.len())
-            .field("stopped", &st.stop.is_some())
-            .finish_non_exhaustive()
+        fmt::Debug::fmt(&self.shared.lock().client, f)
     }
 }
 
 impl fmt::Debug for ClientEvents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientEvents")
-            .field("pending", &self.shared.lock().events.len())
-            .finish_non_exhaustive()
+        f.debug_struct("ClientEvents").finish_non_exhaustive()
     }
 }
 
@@ -336,112 +231,121 @@ impl fmt::Debug for ClientPermit<'_> {
 }
 
 impl ReconnectingClient {
-    /// A builder for `url` (`ws://` or `wss://`); see [`ClientBuilder`]
-    /// for a request with subprotocols or headers.
+    /// A builder for `url` (`ws://` or `wss://`).
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid ([`Error::Config`]).
     pub fn builder(url: &str) -> Result<ClientBuilder, Error> {
         Ok(ClientBuilder::new(ClientRequest::new(url)?))
     }
 
-    /// Queues `message`, waiting while the queue is full.
+    /// Queues `message`, waiting for room in the queue first. Cancel-safe:
+    /// a dropped `send` has queued nothing (the message goes with it).
     ///
-    /// Fails with [`SendError::Closed`] (message handed back) once the
-    /// client is stopping. If this future is dropped while it waits, the
-    /// message was not queued and is dropped with it; to wait for room
-    /// without giving up a message, use [`reserve`](Self::reserve).
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once the client is stopping, with the message.
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
-        match self.shared.room.acquire().await {
-            Ok(permit) => self.push(permit, message),
-            Err(_) => Err(SendError::Closed(message)),
-        }
-    }
-
-    /// Queues `message` if there is room, else hands it back
-    /// ([`SendError::Full`], or [`SendError::Closed`] once stopping).
-    pub fn try_send(&self, message: Message) -> Result<(), SendError> {
-        match self.shared.room.try_acquire() {
-            Ok(permit) => self.push(permit, message),
-            Err(TryAcquireError::NoPermits) => Err(SendError::Full(message)),
-            Err(TryAcquireError::Closed) => Err(SendError::Closed(message)),
-        }
-    }
-
-    /// Waits for room in the queue. Cancel-safe (fair: waiters are served in
-    /// order). Fails with [`Error::Closed`] once the client is stopping.
-    pub async fn reserve(&self) -> Result<ClientPermit<'_>, Error> {
-        let permit = self
-            .shared
-            .room
-            .acquire()
-            .await
-            .map_err(|_| Error::Closed)?;
-        Ok(ClientPermit {
-            client: self,
-            permit,
+        let mut message = Some(message);
+        poll_fn(|cx| {
+            let mut st = self.shared.lock();
+            let m = message.take().expect("polled after completion");
+            if st.client.is_stopping() {
+                return Poll::Ready(Err(SendError::Closed(m)));
+            }
+            match st.client.send(m) {
+                Ok(()) => {
+                    self.shared.poke(st);
+                    Poll::Ready(Ok(()))
+                }
+                Err(m) => {
+                    message = Some(m);
+                    st.room.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
         })
+        .await
     }
 
-    /// Whether a connection is open now.
+    /// Queues `message` if there is room; hands it back otherwise. Never
+    /// waits.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] or [`SendError::Closed`], with the message.
+    pub fn try_send(&self, message: Message) -> Result<(), SendError> {
+        let mut st = self.shared.lock();
+        if st.client.is_stopping() {
+            return Err(SendError::Closed(message));
+        }
+        match st.client.send(message) {
+            Ok(()) => {
+                self.shared.poke(st);
+                Ok(())
+            }
+            Err(m) => Err(SendError::Full(m)),
+        }
+    }
+
+    /// Waits until the queue has room for a message and returns a permit
+    /// to send it. Cancel-safe: waiting holds no message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the client is stopping.
+    pub async fn reserve(&self) -> Result<ClientPermit<'_>, Error> {
+        poll_fn(|cx| {
+            let mut st = self.shared.lock();
+            if st.client.is_stopping() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if st.client.has_room() {
+                return Poll::Ready(Ok(()));
+            }
+            st.room.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Ok(ClientPermit { client: self })
+    }
+
+    /// A connection is open.
     #[must_use]
     pub fn is_connected(&self) -> bool {
-        self.shared.lock().connected
+        self.shared.lock().client.is_connected()
     }
 
-    /// How many messages wait in the queue (not counting those a connection
-    /// holds).
+    /// Messages waiting for a connection.
     #[must_use]
     pub fn queued(&self) -> usize {
-        self.shared.lock().queue.len()
+        self.shared.lock().client.queued()
     }
 
-    /// Stops the client for every handle: sends what is queued if a
-    /// connection is open (bounded by the close timeout), closes it with
-    /// 1000, ends the task and returns the messages that were not sent,
-    /// oldest first.
+    /// Stops: sends what is queued (within the close timeout), closes with
+    /// 1000, waits until the socket is closed and returns what could not be
+    /// sent.
     pub async fn shutdown(self) -> Vec<Message> {
-        self.stop(CloseCode::NORMAL);
+        {
+            let mut st = self.shared.lock();
+            st.client.shutdown(now());
+            self.shared.poke(st);
+        }
         self.closed().await;
         self.take_unsent()
     }
 
-    /// Waits until the client's task has ended (shut down, or given up after
-    /// `max_attempts`) and its socket is closed.
+    /// Waits until the client has stopped and its socket is closed.
     pub async fn closed(&self) {
         let mut done = self.shared.done.subscribe();
-        // The sender lives in the shared state, which we hold.
-        let _ = done.wait_for(|&d| d).await;
+        // The sender lives in `shared`, which we hold: this cannot fail.
+        let _ = done.wait_for(|d| *d).await;
     }
 
-    /// The messages left unsent when the task ended (empty before).
+    /// Takes back the messages still waiting for a connection.
     pub fn take_unsent(&self) -> Vec<Message> {
-        std::mem::take(&mut self.shared.lock().leftover)
-    }
-
-    fn push(&self, permit: SemaphorePermit<'_>, message: Message) -> Result<(), SendError> {
-        let task = {
-            let mut st = self.shared.lock();
-            if st.stop.is_some() || st.finished {
-                return Err(SendError::Closed(message));
-            }
-            // The permit now belongs to the message (released by the task).
-            permit.forget();
-            st.queue.push_back(message);
-            st.task_waker.take()
-        };
-        wake([task]);
-        Ok(())
-    }
-
-    fn stop(&self, code: CloseCode) {
-        let task = {
-            let mut st = self.shared.lock();
-            if st.stop.is_none() {
-                st.stop = Some(code);
-            }
-            st.task_waker.take()
-        };
-        // Senders waiting for room fail instead of waiting forever.
-        self.shared.room.close();
-        wake([task]);
+        self.shared.lock().client.take_queued()
     }
 }
 
@@ -456,58 +360,53 @@ impl Clone for ReconnectingClient {
 
 impl Drop for ReconnectingClient {
     fn drop(&mut self) {
-        let last = {
-            let mut st = self.shared.lock();
-            st.handles = st.handles.saturating_sub(1);
-            st.handles == 0
-        };
-        if last {
-            self.stop(CloseCode::GOING_AWAY);
+        let mut st = self.shared.lock();
+        st.handles -= 1;
+        if st.handles == 0 {
+            st.client.go_away(now());
+            self.shared.poke(st);
         }
     }
 }
 
 impl ClientPermit<'_> {
-    /// Queues `message` in the room reserved; fails only if the client
-    /// started stopping meanwhile, handing the message back.
+    /// Queues `message` in the room reserved; hands it back if the client
+    /// stopped (or another handle took the room) meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] or [`SendError::Full`], with the message.
     pub fn send(self, message: Message) -> Result<(), SendError> {
-        self.client.push(self.permit, message)
+        self.client.try_send(message)
     }
 }
 
 impl ClientEvents {
-    /// The next event; `None` once the client's task has ended and every
-    /// event was taken. Cancel-safe.
+    /// The next event; `None` after [`ClientEvent::Stopped`].
     pub async fn recv(&mut self) -> Option<ClientEvent> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Poll version of [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ClientEvent>> {
-        let mut task = None;
-        let result = {
-            let mut st = self.shared.lock();
-            if let Some(event) = st.events.pop_front() {
-                if let ClientEvent::Message(m) = &event {
-                    st.event_messages = st.event_messages.saturating_sub(1);
-                    st.event_bytes = st.event_bytes.saturating_sub(m.len());
-                }
-                if st.read_paused {
-                    // The task re-checks, and pauses again if still full.
-                    st.read_paused = false;
-                    task = st.task_waker.take();
-                }
+        let mut st = self.shared.lock();
+        match st.client.poll_event() {
+            Some(event) => {
+                // Taking a message may let the connection read or write on.
+                self.shared.poke(st);
                 Poll::Ready(Some(event))
-            } else if st.finished {
-                Poll::Ready(None)
-            } else {
-                register(&mut st.events_waker, cx.waker());
+            }
+            None if st.client.is_stopped() => Poll::Ready(None),
+            None => {
+                register_opt(&mut st.events, cx.waker());
                 Poll::Pending
             }
-        };
-        wake([task]);
-        result
+        }
     }
+}
+
+fn register_opt(slot: &mut Option<Waker>, waker: &Waker) {
+    register(slot, waker);
 }
 
 impl Stream for ClientEvents {
@@ -520,376 +419,99 @@ impl Stream for ClientEvents {
 
 impl Drop for ClientEvents {
     fn drop(&mut self) {
-        let task = {
-            let mut st = self.shared.lock();
-            st.events_alive = false;
-            st.events = VecDeque::new();
-            st.event_bytes = 0;
-            st.event_messages = 0;
-            st.events_waker = None;
-            st.task_waker.take()
-        };
-        wake([task]);
+        let mut st = self.shared.lock();
+        st.events_alive = false;
+        st.events = None;
+        self.shared.poke(st);
     }
 }
 
-/// The client's task state.
+/// The client's task: a socket (or a connect under way) and a timer.
 struct Task {
     shared: Arc<ClientShared>,
-    request: ClientRequest,
-    config: ClientConfig,
-    tls: Option<ClientTls>,
-    policy: Reconnect,
-    hook: Option<Hook>,
+    link: Option<Link<TcpStream>>,
+    connecting: Option<Connecting>,
+    /// The client's deadline while no socket is up (a link runs its own).
+    timer: Timer,
 }
 
-/// How one attempt ended.
-enum Outcome {
-    /// The client was told to stop.
-    Stopped,
-    /// The attempt failed before Open.
-    Failed(Error),
-    /// An open connection ended.
-    Lost { info: CloseInfo, requeued: usize },
-}
+impl Future for Task {
+    type Output = ();
 
-/// Where one connection is with closing.
-enum Closing {
-    No,
-    Wanted { code: CloseCode, since: Instant },
-    Started,
-}
-
-/// One connection's bookkeeping.
-struct Session {
-    opened: bool,
-    /// The hook's messages not yet taken by the connection.
-    registration: VecDeque<Message>,
-    /// Queue messages the connection took and has not sent whole yet (each
-    /// still holds its permit).
-    in_core: usize,
-    closing: Closing,
-    closed: Option<CloseInfo>,
-    requeued: usize,
-}
-
-/// Marks the task ended (also when it is aborted), after everything else
-/// it owned was dropped.
-struct FinishGuard(Arc<ClientShared>);
-
-impl Drop for FinishGuard {
-    fn drop(&mut self) {
-        let events = {
-            let mut st = self.0.lock();
-            let rest: Vec<Message> = st.queue.drain(..).collect();
-            st.leftover.extend(rest);
-            st.finished = true;
-            st.connected = false;
-            st.task_waker = None;
-            st.events_waker.take()
-        };
-        self.0.room.close();
-        self.0.done.send_replace(true);
-        wake([events]);
-    }
-}
-
-/// The task: wait, attempt, repeat, until stopped or out of attempts.
-async fn run(mut task: Task) {
-    // Declared first, so dropped last: after the socket.
-    let _finish = FinishGuard(task.shared.clone());
-    let mut next_attempt = now();
-    loop {
-        if !task.wait_until(next_attempt).await {
-            break;
-        }
-        let outcome = task.attempt().await;
-        let now = now();
-        match outcome {
-            Outcome::Stopped => break,
-            Outcome::Failed(error) => {
-                let retry = task.policy.attempt_failed(now);
-                task.emit(ClientEvent::Disconnected(Disconnected {
-                    reason: DisconnectReason::ConnectFailed(error),
-                    retry_in: retry.map(|at| at.saturating_duration_since(now)),
-                    requeued: 0,
-                }));
-                match retry {
-                    Some(at) => next_attempt = at,
-                    None => break,
-                }
-            }
-            Outcome::Lost { info, requeued } => {
-                let at = task.policy.lost(now, peer_code(&info));
-                task.emit(ClientEvent::Disconnected(Disconnected {
-                    reason: DisconnectReason::Lost(info),
-                    retry_in: Some(at.saturating_duration_since(now)),
-                    requeued,
-                }));
-                next_attempt = at;
-            }
-        }
-    }
-}
-
-/// The peer's close code, for the policy (1012 / 1013 matter).
-fn peer_code(info: &CloseInfo) -> Option<CloseCode> {
-    let sent_by_peer = info.initiator == Initiator::Remote
-        && info.code != CloseCode::NO_STATUS
-        && info.code != CloseCode::ABNORMAL;
-    sent_by_peer.then_some(info.code)
-}
-
-impl Task {
-    /// Reports an event (status events are never dropped while someone
-    /// listens; the task waits for room before its next attempt instead).
-    fn emit(&self, event: ClientEvent) {
-        let waker = {
-            let mut st = self.shared.lock();
-            if !st.events_alive {
-                return;
-            }
-            if let ClientEvent::Message(m) = &event {
-                st.event_messages += 1;
-                st.event_bytes += m.len();
-            }
-            st.events.push_back(event);
-            st.events_waker.take()
-        };
-        wake([waker]);
-    }
-
-    /// Waits until `at` (and until the events buffer has room); false when
-    /// told to stop.
-    async fn wait_until(&mut self, at: Instant) -> bool {
-        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(at));
-        tokio::pin!(sleep);
-        poll_fn(|cx| {
-            let mut st = self.shared.lock();
-            if st.stop.is_some() {
-                return Poll::Ready(false);
-            }
-            register(&mut st.task_waker, cx.waker());
-            if st.events_alive && st.events.len() >= st.events_cap {
-                st.read_paused = true;
-                return Poll::Pending;
-            }
-            drop(st);
-            sleep.as_mut().poll(cx).map(|()| true)
-        })
-        .await
-    }
-
-    /// Ready once a stop was requested.
-    async fn stopped(shared: &ClientShared) {
-        poll_fn(|cx| {
-            let mut st = shared.lock();
-            if st.stop.is_some() {
-                return Poll::Ready(());
-            }
-            register(&mut st.task_waker, cx.waker());
-            Poll::Pending
-        })
-        .await;
-    }
-
-    /// One connection: connect, open, exchange until it ends.
-    async fn attempt(&mut self) -> Outcome {
-        let limit = self.config.core.handshake_timeout;
-        let host = self.request.host().to_owned();
-        let port = self.request.port();
-        let connect = tokio::time::timeout(limit, TcpStream::connect((host.as_str(), port)));
-        let shared = self.shared.clone();
-        let stream = tokio::select! {
-            biased;
-            () = Task::stopped(&shared) => return Outcome::Stopped,
-            connected = connect => match connected {
-                Err(_) => {
-                    return Outcome::Failed(Error::Connection(wharf_core::Error::Timeout(
-                        TimeoutKind::Handshake,
-                    )))
-                }
-                Ok(Err(e)) => return Outcome::Failed(Error::Io(e)),
-                Ok(Ok(stream)) => stream,
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = match Connection::client(
-            self.config.core.clone(),
-            &self.request,
-            self.tls.as_ref(),
-            now(),
-        ) {
-            Ok(conn) => conn,
-            Err(e) => return Outcome::Failed(Error::Config(e)),
-        };
-        let mut link = Link::new(conn, stream, self.config.core.close_timeout);
-        let mut session = Session {
-            opened: false,
-            registration: VecDeque::new(),
-            in_core: 0,
-            closing: Closing::No,
-            closed: None,
-            requeued: 0,
-        };
-        let outcome = poll_fn(|cx| self.poll_connected(cx, &mut link, &mut session)).await;
-        // The socket closes here, before anything else happens.
-        drop(link);
-        outcome
-    }
-
-    /// Drives one connection until its socket is done with.
-    fn poll_connected(
-        &mut self,
-        cx: &mut Context<'_>,
-        link: &mut Link<TcpStream>,
-        session: &mut Session,
-    ) -> Poll<Outcome> {
-        let close_timeout = self.config.core.close_timeout;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let shared = this.shared.clone();
         for _ in 0..ROUNDS {
-            let now = now();
+            let mut guard = shared.lock();
+            let st = &mut *guard;
+            register(&mut st.task, cx.waker());
             let mut progress = false;
-            let mut released = 0usize;
-            let read = {
-                let mut st = self.shared.lock();
-                register(&mut st.task_waker, cx.waker());
-                if matches!(session.closing, Closing::No) {
-                    if let Some(code) = st.stop {
-                        session.closing = Closing::Wanted { code, since: now };
-                    }
-                }
-                if link.conn.is_open() && session.opened {
-                    // The hook's messages first, then the queue, in order.
-                    while let Some(message) = session.registration.pop_front() {
-                        if let Err(e) = link.conn.send(message) {
-                            session.registration.push_front(e.into_message());
-                            break;
-                        }
-                        progress = true;
-                    }
-                    if session.registration.is_empty() {
-                        while let Some(message) = st.queue.pop_front() {
-                            if let Err(e) = link.conn.send(message) {
-                                st.queue.push_front(e.into_message());
-                                break;
-                            }
-                            session.in_core += 1;
-                            progress = true;
-                        }
-                    }
-                }
-                if let Closing::Wanted { code, since } = session.closing {
-                    let drained = st.queue.is_empty() && session.registration.is_empty();
-                    let overdue = now >= since + close_timeout;
-                    if drained || overdue || !link.conn.is_open() {
-                        // 1000 / 1001 are sendable: cannot fail.
-                        let _ = link.conn.close(code, "");
-                        session.closing = Closing::Started;
-                        link.set_extra_deadline(None);
-                        progress = true;
-                    } else {
-                        link.set_extra_deadline(Some(since + close_timeout));
-                    }
-                }
-                let read = !matches!(session.closing, Closing::No) || !st.events_full();
-                if !read {
-                    st.read_paused = true;
-                }
-                read
-            };
-
-            progress |= link.poll_io(cx, read);
-
-            // Everything the connection took has been written to the socket:
-            // those messages have left for good, and their room is free
-            // again. (While open, no bytes pending means no message is.)
-            if session.in_core > 0 && link.conn.is_open() && link.all_written() {
-                released += session.in_core;
-                session.in_core = 0;
-            }
-
-            loop {
-                // While the events buffer is full, further messages stay in
-                // the connection, which then decodes (and inflates) no more
-                // frames; the socket is not read meanwhile either. A local
-                // close goes on regardless, and a closed connection decodes
-                // nothing more: what it holds is handed over.
-                if matches!(session.closing, Closing::No)
-                    && !link.conn.is_closed()
-                    && link.conn.has_events()
-                {
-                    let mut st = self.shared.lock();
-                    if st.events_full() {
-                        st.read_paused = true;
-                        break;
-                    }
-                }
-                let Some(event) = link.conn.poll_event() else {
-                    break;
-                };
+            while let Some(action) = st.client.poll_action() {
                 progress = true;
-                match event {
-                    Event::Open(open) => {
-                        self.policy.opened();
-                        session.opened = true;
-                        if let Some(hook) = &self.hook {
-                            session.registration = hook(&open).into();
-                        }
-                        self.shared.lock().connected = true;
-                        self.emit(ClientEvent::Connected(open));
+                match action {
+                    ClientAction::Connect { host, port, .. } => {
+                        this.link = None;
+                        this.connecting =
+                            Some(Box::pin(
+                                async move { TcpStream::connect((host, port)).await },
+                            ));
                     }
-                    Event::Message(message) => self.emit(ClientEvent::Message(message)),
-                    Event::Closed(info) => {
-                        // Messages not sent whole go back to the front of the
-                        // queue. The connection took the hook's messages
-                        // before any queued one, so the queued ones are the
-                        // last `in_core` of what it hands back.
-                        let unsent = link.conn.take_unsent();
-                        let ours = unsent.len().min(session.in_core);
-                        released += session.in_core - ours;
-                        session.in_core = 0;
-                        session.requeued = ours;
-                        let skip = unsent.len() - ours;
-                        let mut st = self.shared.lock();
-                        for message in unsent.into_iter().skip(skip).rev() {
-                            st.queue.push_front(message);
-                        }
-                        st.connected = false;
-                        session.closed = Some(info);
+                    // The socket goes (the kernel sends our FIN).
+                    _ => {
+                        this.link = None;
+                        this.connecting = None;
                     }
-                    // Pings are answered and Close frames echoed by the core.
-                    _ => {}
                 }
             }
-            if released > 0 {
-                self.shared.room.add_permits(released);
-            }
-
-            if link.is_finished() {
-                let info = session.closed.take().unwrap_or_else(abandoned);
-                let stopping = {
-                    let mut st = self.shared.lock();
-                    st.connected = false;
-                    st.stop.is_some()
-                };
-                if stopping {
-                    if session.opened {
-                        self.emit(ClientEvent::Disconnected(Disconnected {
-                            reason: DisconnectReason::Lost(info),
-                            retry_in: None,
-                            requeued: session.requeued,
-                        }));
+            if let Some(connecting) = this.connecting.as_mut() {
+                if let Poll::Ready(result) = connecting.as_mut().poll(cx) {
+                    this.connecting = None;
+                    progress = true;
+                    match result {
+                        Ok(stream) => {
+                            // Frames are written whole; Nagle would only
+                            // add latency.
+                            let _ = stream.set_nodelay(true);
+                            this.link = Some(Link::new(stream));
+                            st.client.connected(now());
+                        }
+                        Err(e) => st.client.connect_failed(now(), e),
                     }
-                    return Poll::Ready(Outcome::Stopped);
                 }
-                return Poll::Ready(if session.opened {
-                    Outcome::Lost {
-                        info,
-                        requeued: session.requeued,
+            }
+            match this.link.as_mut() {
+                Some(link) => progress |= link.poll_io(cx, &mut st.client),
+                None => {
+                    if this.timer.poll(cx, st.client.poll_timeout()).is_ready() {
+                        st.client.handle_timeout(now());
+                        progress = true;
                     }
-                } else {
-                    Outcome::Failed(from_close(&info))
-                });
+                }
+            }
+            if !st.events_alive {
+                // Nobody takes them: taken here, so nothing stalls.
+                while st.client.poll_event().is_some() {}
+            }
+            let events = if st.client.has_events() || st.client.is_stopped() {
+                st.events.take()
+            } else {
+                None
+            };
+            let room = if st.client.has_room() || st.client.is_stopping() {
+                std::mem::take(&mut st.room)
+            } else {
+                Vec::new()
+            };
+            let finished =
+                st.client.is_stopped() && this.link.is_none() && this.connecting.is_none();
+            drop(guard);
+            wake([events]);
+            for w in room {
+                w.wake();
+            }
+            if finished {
+                shared.done.send_replace(true);
+                return Poll::Ready(());
             }
             if !progress {
                 return Poll::Pending;
@@ -897,5 +519,14 @@ impl Task {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        // Ended, or aborted by a runtime shutdown: nothing is running now.
+        self.shared.done.send_replace(true);
+        let events = self.shared.lock().events.take();
+        wake([events]);
     }
 }

@@ -1,6 +1,6 @@
 //! Settings for client and server connections: the core's [`Config`], TLS,
-//! the bounds of the buffers between a connection's task and its handles,
-//! and (server) the application's accept / reject decision.
+//! the bound of the messages waiting for a connection's task, and (server)
+//! the application's accept / reject decision.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,26 +9,10 @@ use wharf_core::{Accept, ClientTls, Config, MessageMode, Reject, Request, Server
 
 use crate::error::Error;
 
-/// The bounds of the buffers between a connection's task and its handles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Buffers {
-    /// Most whole messages waiting for the reader.
-    pub(crate) incoming_messages: usize,
-    /// Most payload bytes waiting for the reader.
-    pub(crate) incoming_bytes: usize,
-    /// Most messages waiting for the connection's task.
-    pub(crate) outgoing_messages: usize,
-}
-
-impl Default for Buffers {
-    fn default() -> Self {
-        Buffers {
-            incoming_messages: 128,
-            incoming_bytes: 16 << 20,
-            outgoing_messages: 128,
-        }
-    }
-}
+/// Messages waiting between the application's writer and a connection's
+/// task, by default. What arrives is bounded by the core
+/// ([`Config::max_receive_queue`], [`Config::max_receive_events`]).
+const OUTGOING: usize = 128;
 
 /// The application's decision on an upgrade request (server side).
 pub(crate) type Decider = Arc<dyn Fn(&Request) -> Result<Accept, Reject> + Send + Sync>;
@@ -45,17 +29,17 @@ pub(crate) type Decider = Arc<dyn Fn(&Request) -> Result<Accept, Reject> + Send 
 ///
 /// let mut core = Config::default();
 /// core.ping_interval = Some(Duration::from_secs(15));
+/// core.max_receive_queue = 4 << 20; // what may wait for the reader
 /// let config = ClientConfig::new()
 ///     .with_config(core)
-///     .with_incoming_buffer(64, 4 << 20)
 ///     .with_outgoing_buffer(64);
 /// assert_eq!(config.config().ping_interval, Some(Duration::from_secs(15)));
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ClientConfig {
     pub(crate) core: Arc<Config>,
     pub(crate) tls: Option<ClientTls>,
-    pub(crate) buffers: Buffers,
+    pub(crate) outgoing: usize,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -63,17 +47,21 @@ impl fmt::Debug for ClientConfig {
         f.debug_struct("ClientConfig")
             .field("core", &self.core)
             .field("tls", &self.tls.is_some())
-            .field("buffers", &self.buffers)
+            .field("outgoing", &self.outgoing)
             .finish()
     }
 }
 
 impl ClientConfig {
     /// The defaults: the core's [`Config::default`], Mozilla roots for
-    /// `wss://`, 128 messages (and 16 MiB) buffered each way.
+    /// `wss://`, 128 messages waiting for the connection's task.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        ClientConfig {
+            core: Arc::default(),
+            tls: None,
+            outgoing: OUTGOING,
+        }
     }
 
     /// Uses `config` for the protocol: limits, timeouts, keepalive.
@@ -90,23 +78,12 @@ impl ClientConfig {
         self
     }
 
-    /// Bounds what waits for the reader: at most `messages` messages and
-    /// `bytes` payload bytes (at least 1 of each). While either is reached
-    /// the connection stops reading its socket and decoding what it has
-    /// read; the last message taken may pass the byte bound.
-    #[must_use]
-    pub fn with_incoming_buffer(mut self, messages: usize, bytes: usize) -> Self {
-        self.buffers.incoming_messages = messages.max(1);
-        self.buffers.incoming_bytes = bytes.max(1);
-        self
-    }
-
     /// Bounds the messages waiting for the connection's task (at least 1).
     /// Behind it, the core's `max_send_queue` bounds the bytes not yet
     /// written.
     #[must_use]
     pub fn with_outgoing_buffer(mut self, messages: usize) -> Self {
-        self.buffers.outgoing_messages = messages.max(1);
+        self.outgoing = messages.max(1);
         self
     }
 
@@ -127,7 +104,7 @@ impl ClientConfig {
 
 /// Settings for server connections ([`accept`](crate::accept) and
 /// [`Server`](crate::Server)): the core's [`Config`], optional TLS (then
-/// the connections are `wss`), buffer bounds, and the application's decision
+/// the connections are `wss`), the outgoing bound, and the application's decision
 /// on every upgrade request.
 ///
 /// ```
@@ -142,11 +119,11 @@ impl ClientConfig {
 /// });
 /// # let _ = config;
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub(crate) core: Arc<Config>,
     pub(crate) tls: Option<ServerTls>,
-    pub(crate) buffers: Buffers,
+    pub(crate) outgoing: usize,
     pub(crate) decide: Option<Decider>,
 }
 
@@ -155,7 +132,7 @@ impl fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("core", &self.core)
             .field("tls", &self.tls.is_some())
-            .field("buffers", &self.buffers)
+            .field("outgoing", &self.outgoing)
             .field("on_request", &self.decide.is_some())
             .finish()
     }
@@ -166,7 +143,12 @@ impl ServerConfig {
     /// request accepted without a subprotocol.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        ServerConfig {
+            core: Arc::default(),
+            tls: None,
+            outgoing: OUTGOING,
+            decide: None,
+        }
     }
 
     /// Uses `config` for the protocol: limits, timeouts, keepalive.
@@ -183,20 +165,11 @@ impl ServerConfig {
         self
     }
 
-    /// Bounds what waits for the reader (see
-    /// [`ClientConfig::with_incoming_buffer`]).
-    #[must_use]
-    pub fn with_incoming_buffer(mut self, messages: usize, bytes: usize) -> Self {
-        self.buffers.incoming_messages = messages.max(1);
-        self.buffers.incoming_bytes = bytes.max(1);
-        self
-    }
-
     /// Bounds the messages waiting for the connection's task (see
     /// [`ClientConfig::with_outgoing_buffer`]).
     #[must_use]
     pub fn with_outgoing_buffer(mut self, messages: usize) -> Self {
-        self.buffers.outgoing_messages = messages.max(1);
+        self.outgoing = messages.max(1);
         self
     }
 
@@ -228,4 +201,16 @@ pub(crate) fn check_supported(config: &Config) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig::new()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::new()
+    }
 }

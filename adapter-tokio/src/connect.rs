@@ -9,10 +9,10 @@ use tokio::net::TcpStream;
 use wharf_core::{ClientRequest, Connection, TimeoutKind};
 
 use crate::config::{check_supported, ClientConfig, ServerConfig};
+use crate::driver::start_server;
 use crate::driver::Driver;
 use crate::error::Error;
 use crate::link::now;
-use crate::server::Registration;
 use crate::shared::Shared;
 use crate::websocket::WebSocket;
 
@@ -79,15 +79,8 @@ pub async fn connect_request(
     // Frames are written whole; Nagle would only add latency.
     let _ = stream.set_nodelay(true);
     let conn = Connection::client(config.core.clone(), request, tls.as_ref(), now())?;
-    let shared = Arc::new(Shared::new(config.buffers));
-    Driver::spawn(
-        conn,
-        stream,
-        shared.clone(),
-        config.core.close_timeout,
-        None,
-        None,
-    );
+    let shared = Arc::new(Shared::new(config.outgoing));
+    Driver::spawn(conn, stream, shared.clone(), None, None);
     WebSocket::new(shared).opened().await
 }
 
@@ -143,29 +136,4 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     start_server(stream, config, None)?.opened().await
-}
-
-/// Spawns a server connection's driver and returns its (not yet open)
-/// handles.
-pub(crate) fn start_server<S>(
-    stream: S,
-    config: &ServerConfig,
-    registration: Option<Registration>,
-) -> Result<WebSocket, Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    check_supported(&config.core)?;
-    let conn = Connection::server(config.core.clone(), config.tls.as_ref(), now())?;
-    let shared = Arc::new(Shared::new(config.buffers));
-    let registration = registration.map(|r| r.attach(&shared));
-    Driver::spawn(
-        conn,
-        stream,
-        shared.clone(),
-        config.core.close_timeout,
-        config.decide.clone(),
-        registration,
-    );
-    Ok(WebSocket::new(shared))
 }

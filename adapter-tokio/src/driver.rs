@@ -1,57 +1,41 @@
 //! The task behind a [`WebSocket`](crate::WebSocket): it owns the socket
-//! and the core `Connection` (through a [`Link`]), moves messages between
-//! them and the handles' bounded buffers, and ends — closing the socket —
-//! when the connection is finished or when every handle is gone.
+//! and the core `Connection`, moves bytes between them (through a
+//! [`Link`]) and messages between the connection and the handles, and
+//! ends — closing the socket — when the connection is finished.
 //!
 //! A `send` writes from the sender's own task when it can (the driver is
 //! free, the connection is simply open, the socket takes every byte): one
 //! task turn per message fewer. Anything else (a full socket, a close,
 //! timers to re-arm) is left to the driver task, which is woken for it.
 //!
-//! Backpressure on what arrives: while the reader's buffer is full, the
-//! driver neither reads the socket nor takes the connection's events. The
-//! connection then gets no new bytes, and with permessage-deflate it stops
-//! inflating once 256 KiB of output wait in its events, so what a
-//! connection holds stays bounded by the reader's buffer plus the core's
-//! own bound whatever the compression ratio, and the peer's writes meet a
-//! full TCP window.
+//! What arrives is bounded by the core: messages handed to the reader are
+//! taken with `poll_event_held` and keep counting against the connection's
+//! receive bound until the reader has them; while the bound is reached the
+//! connection wants no input, so the socket is not read and the peer meets
+//! a full TCP window.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use wharf_core::{CloseCode, Connection, Event};
+use wharf_core::{Connection, Event};
 
-use crate::config::Decider;
+use crate::config::{check_supported, Decider, ServerConfig};
+use crate::error::Error;
 use crate::link::{now, Link};
-use crate::server::Registration;
-use crate::shared::{register, wake, Outgoing, Shared, State, WriteNow};
-use crate::websocket::abandoned;
+use crate::shared::{register, wake, CloseRequest, Outgoing, Shared, State, WriteNow};
+use crate::tracker::Registration;
+use crate::websocket::{abandoned, WebSocket};
 
 /// Most rounds per poll before the task yields to others.
 const ROUNDS: usize = 64;
 
-/// Where the driver is with closing.
-enum Closing {
-    /// Nobody asked.
-    No,
-    /// Asked at `since`: close once the queued messages are in the
-    /// connection, or at `since + close_timeout` regardless.
-    Wanted {
-        code: CloseCode,
-        reason: String,
-        since: Instant,
-    },
-    /// `Connection::close` was called.
-    Started,
-}
-
 /// One connection's task.
 pub(crate) struct Driver<S> {
     link: Link<S>,
+    conn: Connection,
     shared: Arc<Shared>,
     decide: Option<Decider>,
     /// A message taken from the outgoing buffer that the connection could
@@ -61,24 +45,11 @@ pub(crate) struct Driver<S> {
     taken: u64,
     /// The last `written` count published to the writer.
     published: u64,
-    closing: Closing,
+    /// `Connection::close` was called for a request of the handles.
+    close_started: bool,
     /// Server connections are tracked for a graceful shutdown.
     registration: Option<Registration>,
     done: bool,
-    /// A protocol violation waits behind messages the reader has not taken,
-    /// so that the application's answers go out first.
-    failure_wait: FailureWait,
-}
-
-/// Where a pending protocol violation is (see `Driver::failure_waits`).
-#[derive(Clone, Copy)]
-enum FailureWait {
-    /// None pending.
-    No,
-    /// Waiting, since then, for the reader to take the messages before it.
-    Reader { since: Instant },
-    /// The reader took them and the application had its turn: apply it.
-    Answered,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
@@ -87,21 +58,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         conn: Connection,
         io: S,
         shared: Arc<Shared>,
-        close_timeout: std::time::Duration,
         decide: Option<Decider>,
         registration: Option<Registration>,
     ) {
         let driver = Driver {
-            link: Link::new(conn, io, close_timeout),
+            link: Link::new(io),
+            conn,
             shared,
             decide,
             held: None,
             taken: 0,
             published: 0,
-            closing: Closing::No,
+            close_started: false,
             registration,
             done: false,
-            failure_wait: FailureWait::No,
         };
         let driver = Arc::new(Mutex::new(driver));
         let weak: Weak<Mutex<Driver<S>>> = Arc::downgrade(&driver);
@@ -111,6 +81,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<S> {
         // strong reference: the driver (and the socket) go with it.
         drop(tokio::spawn(DriverTask { driver }));
     }
+}
+
+/// Spawns a server connection's driver and returns its (not yet open)
+/// handles.
+pub(crate) fn start_server<S>(
+    stream: S,
+    config: &ServerConfig,
+    registration: Option<Registration>,
+) -> Result<WebSocket, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    check_supported(&config.core)?;
+    let conn = Connection::server(config.core.clone(), config.tls.as_ref(), now())?;
+    let shared = Arc::new(Shared::new(config.outgoing));
+    let registration = registration.map(|r| r.attach(&shared));
+    Driver::spawn(
+        conn,
+        stream,
+        shared.clone(),
+        config.decide.clone(),
+        registration,
+    );
+    Ok(WebSocket::new(shared))
 }
 
 /// Locks a driver. A panic elsewhere while the lock was held leaves plain
@@ -146,40 +140,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WriteNow for Mutex<Driver<S>> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    /// Takes requests and outgoing messages from the handles; returns
-    /// (progress, whether the socket may be read).
-    /// `waker`: the driver task's, to be woken by the handles; `None` when
-    /// called from a sender's task (`write_now`).
-    fn exchange(&mut self, waker: Option<&Waker>) -> (bool, bool) {
-        // The clock is read only when closing needs it, not per message.
-        let mut clock = None;
-        let mut now = move || *clock.get_or_insert_with(now);
-        let close_timeout = self.link.conn_close_timeout();
+    /// Takes what the handles left for the connection: releases, a close
+    /// request, outgoing messages. `waker`: the driver task's, to be woken
+    /// by the handles; `None` when called from a sender's task.
+    fn exchange(&mut self, waker: Option<&Waker>) -> bool {
         let mut progress = false;
         let mut writer = None;
-        let read;
         {
             let mut st = self.shared.lock();
             if let Some(waker) = waker {
                 register(&mut st.driver, waker);
             }
-            if matches!(self.closing, Closing::No) {
-                if let Some((code, reason)) = st.close_request.clone() {
-                    self.closing = Closing::Wanted {
-                        code,
-                        reason,
-                        since: now(),
-                    };
-                } else if !st.reader_alive && !st.writer_alive {
-                    self.closing = Closing::Wanted {
-                        code: CloseCode::GOING_AWAY,
-                        reason: String::new(),
-                        since: now(),
-                    };
-                }
+            let (messages, bytes) = std::mem::take(&mut st.taken);
+            if messages > 0 {
+                self.conn.release(messages, bytes);
+                progress = true;
             }
             // Outgoing messages into the connection, while it takes them.
-            if self.link.conn.is_open() {
+            if self.conn.is_open() {
                 let before = st.outgoing.len();
                 loop {
                     let Outgoing { message, compress } = match self.held.take() {
@@ -193,9 +171,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         },
                     };
                     let sent = if compress {
-                        self.link.conn.send(message)
+                        self.conn.send(message)
                     } else {
-                        self.link.conn.send_uncompressed(message)
+                        self.conn.send_uncompressed(message)
                     };
                     if let Err(e) = sent {
                         self.held = Some(Outgoing {
@@ -210,32 +188,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     writer = st.writer.take();
                 }
             }
-            if let Closing::Wanted {
-                code,
-                reason,
-                since,
-            } = &self.closing
-            {
-                let drained = self.held.is_none() && st.outgoing.is_empty();
-                let overdue = now() >= *since + close_timeout;
-                if drained || overdue || !self.link.conn.is_open() {
-                    // Validated by the handle (or a constant): cannot fail.
-                    let _ = self.link.conn.close(*code, reason);
-                    self.closing = Closing::Started;
-                    self.link.set_extra_deadline(None);
+            // A close goes after what the connection took; what it could
+            // not take comes back through `take_unsent`.
+            if !self.close_started {
+                let request = match &st.close_request {
+                    Some(request) => Some(request.clone()),
+                    None if !st.reader_alive && !st.writer_alive => Some(CloseRequest::GoingAway),
+                    None => None,
+                };
+                if let Some(request) = request {
+                    match request {
+                        // Validated by the handle: cannot fail.
+                        CloseRequest::Close(code, reason) => {
+                            let _ = self.conn.close(code, &reason);
+                        }
+                        CloseRequest::GoingAway => self.conn.close_going_away(),
+                    }
+                    self.close_started = true;
                     progress = true;
-                } else {
-                    self.link.set_extra_deadline(Some(*since + close_timeout));
                 }
-            }
-            let closing = !matches!(self.closing, Closing::No);
-            read = closing || !st.reader_alive || !st.incoming_full();
-            if !read {
-                st.read_paused = true;
             }
         }
         wake([writer]);
-        (progress, read)
+        progress
     }
 
     /// From a sender's task, right after it queued a message: takes the
@@ -243,118 +218,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// driver task needs no turn for it. Returns whether the task must run
     /// anyway: the socket did not take everything (only the task may wait
     /// for it to become writable), something other than plain sending is
-    /// under way (a close, a held message, a failure, events to hand
-    /// over), or the connection's next deadline came earlier (the task's
-    /// timer must follow).
+    /// under way (a close, a held message, events to hand over), or the
+    /// connection's next deadline came earlier (the task's timer must
+    /// follow).
     fn write_now(&mut self) -> bool {
         let plain = |d: &Self| {
             !d.done
-                && matches!(d.closing, Closing::No)
-                && matches!(d.failure_wait, FailureWait::No)
+                && !d.close_started
                 && d.held.is_none()
-                && d.link.conn.is_open()
-                && !d.link.conn.has_events()
+                && d.conn.is_open()
+                && !d.conn.has_events()
         };
         if !plain(self) {
             return true;
         }
-        let deadline = self.link.conn.poll_timeout();
+        let deadline = self.conn.poll_timeout();
         self.exchange(None);
         // A waker that does nothing: if the socket is full, it is
         // registered in place of the task's, and the task is woken below
         // to wait for the socket itself.
         let mut cx = Context::from_waker(Waker::noop());
-        self.link.write_now(&mut cx);
-        if !plain(self) || self.link.conn.wants_write() {
+        self.link.write_now(&mut cx, &mut self.conn);
+        if !plain(self) || self.conn.wants_write() {
             return true;
         }
         self.publish_written();
         // A later deadline only wakes the task early, which is harmless.
-        match (deadline, self.link.conn.poll_timeout()) {
+        match (deadline, self.conn.poll_timeout()) {
             (_, None) => false,
             (None, Some(_)) => true,
             (Some(before), Some(now)) => now < before,
         }
     }
 
-    /// Whether a pending protocol violation should wait: until the reader
-    /// took the messages before it (bounded by the close timeout), then one
-    /// more turn for the application's answers to reach the connection.
-    fn failure_waits(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.link.conn.failure_pending() {
-            self.failure_wait = FailureWait::No;
-            return false;
-        }
-        let now = now();
-        let since = match self.failure_wait {
-            FailureWait::Answered => return false,
-            FailureWait::Reader { since } => since,
-            FailureWait::No => {
-                self.failure_wait = FailureWait::Reader { since: now };
-                now
-            }
-        };
-        let deadline = since + self.link.conn_close_timeout();
-        if now >= deadline {
-            return false;
-        }
-        let mut st = self.shared.lock();
-        if !st.reader_alive {
-            return false;
-        }
-        if !st.incoming.is_empty() {
-            // The reader wakes us when it takes a message.
-            st.read_paused = true;
-            drop(st);
-            self.link.set_extra_deadline(Some(deadline));
-            return true;
-        }
-        drop(st);
-        self.failure_wait = FailureWait::Answered;
-        cx.waker().wake_by_ref();
-        true
-    }
-
-    /// Whether the connection's events stay in it for now because the
-    /// reader's buffer is full. Not taking them is what bounds memory:
-    /// `exchange` stops reading the socket meanwhile, and the core stops
-    /// inflating while its events wait (taking them would let it inflate
-    /// everything it has read, however much that expands). The reader
-    /// wakes the driver when it takes a message.
-    ///
-    /// Not held when nobody reads (messages are dropped), after a local
-    /// close (what does not fit is dropped, so that the closing handshake
-    /// goes on), and once the connection has closed: it decodes nothing
-    /// more then, so what it holds is all there is, and the reader gets it
-    /// before the end.
-    fn events_held(&self) -> bool {
-        self.holds_events(&mut self.shared.lock())
-    }
-
-    /// [`events_held`](Self::events_held) with the lock already taken.
-    fn holds_events(&self, st: &mut State) -> bool {
-        if !matches!(self.closing, Closing::No)
-            || self.link.conn.is_closed()
-            || !self.link.conn.has_events()
-        {
-            return false;
-        }
-        let held = st.reader_alive && st.incoming_full();
-        if held {
-            st.read_paused = true;
-        }
-        held
-    }
-
-    /// Hands the connection's events to the handles, while the reader has
-    /// room for them (see `events_held`).
-    fn drain_events(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Hands the connection's events to the handles.
+    fn drain_events(&mut self) -> bool {
         let mut progress = false;
-        // Only a message handed over fills the reader's buffer: checked
-        // here, then under the lock that hands each message over.
-        let mut held = self.events_held();
-        while !self.failure_waits(cx) && !held {
-            let Some(event) = self.link.conn.poll_event() else {
+        loop {
+            let reader_alive = self.shared.lock().reader_alive;
+            // Held until the reader has them; dropped (and so released)
+            // when nobody reads.
+            let event = if reader_alive {
+                self.conn.poll_event_held()
+            } else {
+                self.conn.poll_event()
+            };
+            let Some(event) = event else {
                 break;
             };
             progress = true;
@@ -372,27 +281,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Event::Message(message) => {
                     let reader = {
                         let mut st = self.shared.lock();
-                        let closing = !matches!(self.closing, Closing::No);
-                        // After a local close, what does not fit is dropped.
-                        // Otherwise there is room (`events_held`), except
-                        // for the last messages of a connection that has
-                        // closed, which are already in memory.
-                        if st.reader_alive && !(closing && st.incoming_full()) {
-                            st.incoming_bytes += message.len();
+                        if st.reader_alive {
                             st.incoming.push_back(message);
+                        } else {
+                            // The reader went away meanwhile.
+                            self.conn.release(1, message.len());
                         }
-                        held = self.holds_events(&mut st);
                         st.reader.take()
                     };
                     wake([reader]);
                 }
                 Event::Closed(info) => {
-                    let mut unsent = self.link.conn.take_unsent();
                     let wakers = {
                         let mut st = self.shared.lock();
-                        unsent.extend(self.held.take().map(|o| o.message));
-                        unsent.extend(st.outgoing.drain(..).map(|o| o.message));
-                        st.unsent.append(&mut unsent);
+                        Self::collect_unsent(&mut self.conn, &mut self.held, &mut st);
                         st.closed = Some(info);
                         [st.reader.take(), st.writer.take()]
                     };
@@ -403,7 +305,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 _ => {}
             }
         }
+        self.shared.lock().wake_on_take = self.conn.awaits_release();
         progress
+    }
+
+    /// Everything queued that never went out, for `take_unsent`.
+    fn collect_unsent(conn: &mut Connection, held: &mut Option<Outgoing>, st: &mut State) {
+        let mut unsent = conn.take_unsent();
+        unsent.extend(held.take().map(|o| o.message));
+        unsent.extend(st.outgoing.drain(..).map(|o| o.message));
+        st.unsent.append(&mut unsent);
     }
 
     /// Server: the application decides on the upgrade request.
@@ -414,24 +325,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         };
         let accepted = decision.is_ok();
         let result = match decision {
-            Ok(accept) => self.link.conn.accept(accept),
-            Err(reject) => self.link.conn.reject(reject),
+            Ok(accept) => self.conn.accept(accept),
+            Err(reject) => self.conn.reject(reject),
         };
         let mut st = self.shared.lock();
         match result {
             Ok(()) if accepted => st.request = Some(request),
             Ok(()) => {}
             Err(e) => {
-                // The application's answer could not be encoded: abandon.
+                // The application's answer could not be encoded: the
+                // handshake is abandoned (before Open no Close is sent).
                 st.setup_error = Some(e);
-                let _ = self.link.conn.close(CloseCode::INTERNAL_ERROR, "");
+                self.conn.close_going_away();
             }
         }
     }
 
     /// Tells the writer what has reached the socket.
     fn publish_written(&mut self) {
-        if self.taken == self.published || self.held.is_some() || !self.link.all_written() {
+        if self.taken == self.published || self.held.is_some() || self.conn.wants_write() {
             return;
         }
         let writer = {
@@ -452,12 +364,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             return;
         }
         self.done = true;
-        let mut unsent = self.link.conn.take_unsent();
         let wakers = {
             let mut st = self.shared.lock();
-            unsent.extend(self.held.take().map(|o| o.message));
-            unsent.extend(st.outgoing.drain(..).map(|o| o.message));
-            st.unsent.append(&mut unsent);
+            Self::collect_unsent(&mut self.conn, &mut self.held, &mut st);
             if st.closed.is_none() {
                 st.closed = Some(abandoned());
             }
@@ -477,13 +386,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         for _ in 0..ROUNDS {
-            let (mut progress, read) = this.exchange(Some(cx.waker()));
-            progress |= this.link.poll_io(cx, read);
-            progress |= this.drain_events(cx);
+            let mut progress = this.exchange(Some(cx.waker()));
+            progress |= this.link.poll_io(cx, &mut this.conn);
+            progress |= this.drain_events();
             this.publish_written();
-            if this.link.is_finished() {
-                this.finish();
-                return Poll::Ready(());
+            if this.conn.is_finished() {
+                if this.conn.is_abandoned() || this.link.poll_shutdown(cx).is_ready() {
+                    this.finish();
+                    return Poll::Ready(());
+                }
+                return Poll::Pending;
             }
             if !progress {
                 return Poll::Pending;
@@ -500,9 +412,9 @@ impl<S> Drop for Driver<S> {
         // Aborted (runtime shutdown) before finishing: tell the handles.
         if !self.done {
             self.done = true;
-            let mut unsent = self.link.conn.take_unsent();
             let wakers = {
                 let mut st = self.shared.lock();
+                let mut unsent = self.conn.take_unsent();
                 unsent.extend(self.held.take().map(|o| o.message));
                 unsent.extend(st.outgoing.drain(..).map(|o| o.message));
                 st.unsent.append(&mut unsent);

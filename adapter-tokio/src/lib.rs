@@ -66,8 +66,8 @@
 //! is called and then only waits for room, so dropping either in a
 //! `tokio::select!` loses no message and can never leave a frame half
 //! written (frames are made by the driver from whole messages). Buffers are
-//! bounded both ways ([`ClientConfig::with_incoming_buffer`],
-//! [`ClientConfig::with_outgoing_buffer`], the core's `max_send_queue`):
+//! bounded both ways (the core's `max_receive_queue` and
+//! `max_send_queue`, [`ClientConfig::with_outgoing_buffer`]):
 //! sending waits ([`WsWriter::send`], [`WsWriter::reserve`]) or hands the
 //! message back ([`WsWriter::try_send`], [`SendError`]), and a reader that
 //! falls behind makes its connection stop reading the socket and decoding
@@ -113,12 +113,10 @@ mod error;
 mod link;
 mod server;
 mod shared;
+mod tracker;
 mod websocket;
 
-pub use client::{
-    ClientBuilder, ClientEvent, ClientEvents, ClientPermit, DisconnectReason, Disconnected,
-    ReconnectingClient,
-};
+pub use client::{ClientBuilder, ClientEvents, ClientPermit, ReconnectingClient};
 pub use config::{ClientConfig, ServerConfig};
 pub use connect::{accept, accept_io, connect, connect_request};
 pub use error::{Error, SendError};
@@ -127,6 +125,7 @@ pub use websocket::{Permit, WebSocket, WsReader, WsWriter};
 
 pub use wharf_core;
 pub use wharf_core::{
-    Accept, ClientRequest, ClientTls, CloseCode, CloseInfo, Config, DeflateConfig, Initiator,
-    Message, Open, Reconnect, ReconnectConfig, Reject, Request, Response, ServerTls,
+    Accept, ClientEvent, ClientRequest, ClientTls, CloseCode, CloseInfo, Config, DeflateConfig,
+    Disconnect, Disconnected, Initiator, Message, Open, Reconnect, ReconnectConfig, Reject,
+    Request, Response, ServerTls,
 };

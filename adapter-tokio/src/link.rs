@@ -1,157 +1,153 @@
-//! One connection on one socket: the only place where bytes move between a
-//! socket and a core [`Connection`], and where the core's timers run.
+//! One socket: the only place where bytes move between a socket and a core
+//! [`Endpoint`] (a `Connection`, or the reconnecting `Client`), and where
+//! its timers run.
 //!
 //! A `Link` does no parsing and matches no opcode: it feeds what the socket
 //! reads to `handle_input` / `handle_eof` (or, while a large frame arrives,
 //! lets `read_with` read it straight into the connection's buffer), has the
-//! connection write straight into the socket (`transmit_to`), and calls
-//! `handle_timeout` when `poll_timeout`'s instant passes. Its owner (a
-//! connection's driver task or the reconnecting client's task) drains
-//! `poll_event` after every [`Link::poll_io`].
+//! endpoint write straight into the socket (`transmit_to`), and calls
+//! `handle_timeout` when `poll_timeout`'s instant passes. Its owner drains
+//! the endpoint's events after every [`Link::poll_io`], and decides when
+//! the socket is done with (the core says so).
 
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
-use wharf_core::Connection;
+use wharf_core::Endpoint;
 
 /// Bytes read from the socket per call outside large frames (on the stack,
 /// left uninitialised, so an idle connection keeps no read buffer and a
 /// read clears nothing).
 const READ_CHUNK: usize = 64 * 1024;
 
-/// After the connection reports `Closed`, how long (beyond its close
-/// timeout) the last bytes may take to leave before the socket is dropped
-/// anyway.
-const DRAIN_MARGIN: Duration = Duration::from_secs(1);
-
-/// The earlier of two optional deadlines (asked on every turn: no iterator).
-fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
 /// The time, from tokio's clock (so tests may pause it).
 pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// A connection and the socket it runs on.
+/// A timer for an endpoint's next deadline; the sleep is made when first
+/// needed and reset only when the deadline moves.
+#[derive(Default)]
+pub(crate) struct Timer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    at: Option<Instant>,
+}
+
+impl Timer {
+    /// Ready once `deadline` has passed (`None`: never).
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<()> {
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
+        };
+        let sleep = self.sleep.get_or_insert_with(|| {
+            Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                deadline,
+            )))
+        });
+        if self.at != Some(deadline) {
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+            self.at = Some(deadline);
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.at = None;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+/// A socket driven for one endpoint.
 pub(crate) struct Link<S> {
-    pub(crate) conn: Connection,
     io: S,
     /// Something was written since the last `poll_flush`.
     unflushed: bool,
-    /// The timer for the earliest deadline; made when first needed.
-    sleep: Option<Pin<Box<Sleep>>>,
-    sleep_at: Option<Instant>,
-    /// The owner's own deadline (e.g. to stop waiting for a queue to drain).
-    extra_deadline: Option<Instant>,
+    timer: Timer,
     /// The socket reported its end (or a read error).
     read_done: bool,
     /// A write failed: nothing more can be sent; output is discarded.
     write_failed: bool,
     shutdown_done: bool,
-    /// When the connection was first seen closed.
-    closed_at: Option<Instant>,
-    /// How long the closing phase may last at most (the close timeout).
-    close_timeout: Duration,
-    finished: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
-    pub(crate) fn new(conn: Connection, io: S, close_timeout: Duration) -> Self {
+    pub(crate) fn new(io: S) -> Self {
         Link {
-            conn,
             io,
             unflushed: false,
-            sleep: None,
-            sleep_at: None,
-            extra_deadline: None,
+            timer: Timer::default(),
             read_done: false,
             write_failed: false,
             shutdown_done: false,
-            closed_at: None,
-            close_timeout,
-            finished: false,
         }
     }
 
-    /// The socket is done with: the connection finished (or the closing
-    /// phase overran its bound). Drop the link to close the socket.
-    pub(crate) fn is_finished(&self) -> bool {
-        self.finished
-    }
-
-    /// Everything the connection produced so far has been written (there
-    /// may still be bytes in the kernel's socket buffer).
-    pub(crate) fn all_written(&self) -> bool {
-        !self.conn.wants_write()
-    }
-
-    /// The close timeout, which also bounds waiting to close.
-    pub(crate) fn conn_close_timeout(&self) -> Duration {
-        self.close_timeout
-    }
-
-    /// Wakes the owner at `deadline` (if earlier than the connection's own).
-    pub(crate) fn set_extra_deadline(&mut self, deadline: Option<Instant>) {
-        self.extra_deadline = deadline;
-    }
-
-    /// One round of I/O: write what the connection has, read once (when
-    /// `read` allows it, or always once the connection is closed), run due
-    /// timers. Returns whether anything changed; the caller then drains
-    /// `conn.poll_event()` and calls again until nothing does.
-    pub(crate) fn poll_io(&mut self, cx: &mut Context<'_>, read: bool) -> bool {
-        if self.finished {
-            return false;
-        }
+    /// One round of I/O: write what the endpoint has, read once (while it
+    /// wants input), run due timers. Returns whether anything changed; the
+    /// caller then drains the endpoint's events and calls again until
+    /// nothing does.
+    pub(crate) fn poll_io(&mut self, cx: &mut Context<'_>, ep: &mut impl Endpoint) -> bool {
         let now = now();
-        let mut progress = self.poll_write(cx, now);
-        if read || self.conn.is_closed() {
-            progress |= self.poll_read(cx, now);
+        let mut progress = self.poll_write(cx, ep, now);
+        progress |= self.poll_read(cx, ep, now);
+        if self.timer.poll(cx, ep.poll_timeout()).is_ready() {
+            // Fired: with a fresh `now`, then the owner polls again.
+            ep.handle_timeout(self::now());
+            progress = true;
         }
-        progress |= self.poll_timers(cx, now);
-        progress |= self.poll_finish(cx, now);
         progress
     }
 
-    /// Writes what the connection has (as the first step of `poll_io`
-    /// does), for a sender's task; `cx` should not expect to be woken.
-    pub(crate) fn write_now(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.finished {
-            return false;
-        }
-        self.poll_write(cx, now())
+    /// Writes what the endpoint has (as the first step of `poll_io`), for
+    /// a sender's task; `cx` should not expect to be woken.
+    pub(crate) fn write_now(&mut self, cx: &mut Context<'_>, ep: &mut impl Endpoint) -> bool {
+        self.poll_write(cx, ep, now())
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+    /// Sends our FIN once the endpoint is done with the socket (TLS
+    /// close_notify, if any, went out before); ready when it went or
+    /// cannot go.
+    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shutdown_done || self.write_failed {
+            return Poll::Ready(());
+        }
+        match Pin::new(&mut self.io).poll_shutdown(cx) {
+            Poll::Ready(_) => {
+                self.shutdown_done = true;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, ep: &mut impl Endpoint, now: Instant) -> bool {
         if self.write_failed {
             // Nothing can reach the peer any more: discard.
             let mut discard = Vec::new();
             let mut discarded = false;
-            while self.conn.poll_transmit(&mut discard) > 0 {
+            while ep.wants_write() && ep.poll_transmit(&mut discard) > 0 {
                 discard.clear();
                 discarded = true;
             }
             return discarded;
+        }
+        if !ep.wants_write() && !self.unflushed {
+            return false;
         }
         let mut progress = false;
         let mut sink = SyncWrite {
             io: &mut self.io,
             cx,
         };
-        match self.conn.transmit_to(&mut sink) {
+        match ep.transmit_to(&mut sink) {
             Ok(n) => {
                 if n > 0 {
                     self.unflushed = true;
@@ -161,16 +157,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             Err(_) => {
                 // EPIPE, ECONNRESET or a zero-length write: the transport
                 // is gone. The core knows only "the transport ended".
-                self.fail_write(now);
+                self.fail_write(ep, now);
                 return true;
             }
         }
-        if self.unflushed && !self.conn.wants_write() {
+        if self.unflushed && !ep.wants_write() {
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
                 Poll::Ready(Err(_)) => {
                     self.unflushed = false;
-                    self.fail_write(now);
+                    self.fail_write(ep, now);
                     progress = true;
                 }
                 Poll::Pending => {}
@@ -179,21 +175,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         progress
     }
 
-    fn fail_write(&mut self, now: Instant) {
+    fn fail_write(&mut self, ep: &mut impl Endpoint, now: Instant) {
         self.write_failed = true;
         self.read_done = true;
-        self.conn.handle_eof(now);
+        ep.handle_eof(now);
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        if self.read_done || !self.conn.wants_read() {
+    fn poll_read(&mut self, cx: &mut Context<'_>, ep: &mut impl Endpoint, now: Instant) -> bool {
+        if self.read_done || !ep.wants_read() {
             return false;
         }
         // A large frame arriving: straight into the connection's buffer.
         let io = &mut self.io;
-        let direct = self
-            .conn
-            .read_with(now, |room| poll_read_buf(Pin::new(&mut *io), cx, room));
+        let direct = ep.read_with(now, |room| poll_read_buf(Pin::new(&mut *io), cx, room));
         let polled = match direct {
             Some(polled) => polled,
             None => {
@@ -203,7 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                     Poll::Ready(Ok(())) => {
                         let n = buf.filled().len();
                         if n > 0 {
-                            self.conn.handle_input(now, buf.filled());
+                            ep.handle_input(now, buf.filled());
                         }
                         Poll::Ready(Ok(n))
                     }
@@ -215,7 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         match polled {
             Poll::Ready(Ok(0)) => {
                 self.read_done = true;
-                self.conn.handle_eof(now);
+                ep.handle_eof(now);
                 true
             }
             Poll::Ready(Ok(_)) => true,
@@ -223,78 +217,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             Poll::Ready(Err(_)) => {
                 // A reset: to the core, the transport ended.
                 self.read_done = true;
-                self.conn.handle_eof(now);
+                ep.handle_eof(now);
                 true
             }
             Poll::Pending => false,
         }
-    }
-
-    /// The bound on the closing phase: the close timeout plus a margin, from
-    /// the moment the connection reported `Closed`.
-    fn drain_deadline(&mut self, now: Instant) -> Option<Instant> {
-        if self.closed_at.is_none() && self.conn.is_closed() {
-            self.closed_at = Some(now);
-        }
-        self.closed_at
-            .map(|at| at + self.close_timeout + DRAIN_MARGIN)
-    }
-
-    fn poll_timers(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let drain = self.drain_deadline(now);
-        let next = earlier(
-            earlier(self.conn.poll_timeout(), drain),
-            self.extra_deadline,
-        );
-        let Some(deadline) = next else {
-            return false;
-        };
-        if deadline <= now {
-            self.conn.handle_timeout(now);
-            if self.extra_deadline.is_some_and(|d| d <= now) {
-                self.extra_deadline = None;
-            }
-            return true;
-        }
-        let sleep = self.sleep.get_or_insert_with(|| {
-            Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
-                deadline,
-            )))
-        });
-        if self.sleep_at != Some(deadline) {
-            sleep
-                .as_mut()
-                .reset(tokio::time::Instant::from_std(deadline));
-            self.sleep_at = Some(deadline);
-        }
-        if sleep.as_mut().poll(cx).is_ready() {
-            // Fired: run what is due on the next round (with a fresh `now`).
-            self.sleep_at = None;
-            let now = self::now();
-            self.conn.handle_timeout(now);
-            if self.extra_deadline.is_some_and(|d| d <= now) {
-                self.extra_deadline = None;
-            }
-            return true;
-        }
-        false
-    }
-
-    fn poll_finish(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let overran = self.drain_deadline(now).is_some_and(|d| d <= now);
-        let done = self.conn.is_finished();
-        if !(done || overran) {
-            return false;
-        }
-        if done && !overran && !self.shutdown_done && !self.write_failed {
-            // Send our FIN (TLS close_notify, if any, is already out).
-            match Pin::new(&mut self.io).poll_shutdown(cx) {
-                Poll::Ready(_) => self.shutdown_done = true,
-                Poll::Pending => return false,
-            }
-        }
-        self.finished = true;
-        true
     }
 }
 

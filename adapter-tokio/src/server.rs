@@ -2,125 +2,18 @@
 //! open connection with 1001 (going away), wait until their sockets are
 //! closed.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::Arc;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
-use wharf_core::CloseCode;
 
 use crate::config::ServerConfig;
-use crate::connect::start_server;
+use crate::driver::start_server;
 use crate::error::Error;
-use crate::shared::{wake, Shared};
+use crate::tracker::{Registration, Tracker};
 use crate::websocket::WebSocket;
-
-/// The reason sent with 1001 when the server shuts down.
-const SHUTDOWN_REASON: &str = "server shutting down";
-
-/// The connections of one server, for its shutdown.
-#[derive(Debug)]
-pub(crate) struct Tracker {
-    conns: Mutex<Conns>,
-    shutting_down: watch::Sender<bool>,
-    /// Live connections (their driver tasks have not ended).
-    live: watch::Sender<usize>,
-}
-
-#[derive(Debug, Default)]
-struct Conns {
-    next_id: u64,
-    by_id: HashMap<u64, Weak<Shared>>,
-}
-
-impl Tracker {
-    fn new() -> Tracker {
-        Tracker {
-            conns: Mutex::new(Conns::default()),
-            shutting_down: watch::Sender::new(false),
-            live: watch::Sender::new(0),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Conns> {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn is_shutting_down(&self) -> bool {
-        *self.shutting_down.borrow()
-    }
-
-    /// Stops accepting and asks every connection to close with 1001.
-    fn begin_shutdown(&self) {
-        self.shutting_down.send_replace(true);
-        let conns: Vec<Arc<Shared>> = self
-            .lock()
-            .by_id
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for shared in conns {
-            close_going_away(&shared);
-        }
-    }
-}
-
-/// Asks a connection to close with 1001 (unless it already is closing).
-fn close_going_away(shared: &Shared) {
-    let driver = {
-        let mut st = shared.lock();
-        if st.close_request.is_none() && st.closed.is_none() {
-            st.close_request = Some((CloseCode::GOING_AWAY, SHUTDOWN_REASON.to_owned()));
-        }
-        st.take_driver()
-    };
-    wake([driver]);
-}
-
-/// A connection's place in its server's list; leaving it (on drop, when
-/// the driver task ends) lets the server's shutdown complete.
-#[derive(Debug)]
-pub(crate) struct Registration {
-    tracker: Arc<Tracker>,
-    id: u64,
-}
-
-impl Registration {
-    fn new(tracker: &Arc<Tracker>) -> Registration {
-        let id = {
-            let mut conns = tracker.lock();
-            conns.next_id += 1;
-            conns.next_id
-        };
-        tracker.live.send_modify(|n| *n += 1);
-        Registration {
-            tracker: tracker.clone(),
-            id,
-        }
-    }
-
-    /// Lists the connection; one that arrives during a shutdown is asked to
-    /// close at once.
-    pub(crate) fn attach(self, shared: &Arc<Shared>) -> Registration {
-        self.tracker
-            .lock()
-            .by_id
-            .insert(self.id, Arc::downgrade(shared));
-        if self.tracker.is_shutting_down() {
-            close_going_away(shared);
-        }
-        self
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.tracker.lock().by_id.remove(&self.id);
-        self.tracker.live.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
 
 /// A WebSocket server on a TCP listener.
 ///

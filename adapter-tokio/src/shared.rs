@@ -8,8 +8,6 @@ use std::task::Waker;
 
 use wharf_core::{CloseCode, CloseInfo, ConfigError, Message, Open, Request};
 
-use crate::config::Buffers;
-
 /// Shared between a driver and its [`WsReader`](crate::WsReader) and
 /// [`WsWriter`](crate::WsWriter).
 pub(crate) struct Shared {
@@ -36,10 +34,10 @@ pub(crate) trait WriteNow: Send + Sync {
 }
 
 impl Shared {
-    pub(crate) fn new(buffers: Buffers) -> Shared {
+    pub(crate) fn new(outgoing_bound: usize) -> Shared {
         Shared {
             state: Mutex::new(State {
-                buffers,
+                outgoing_bound,
                 outgoing: VecDeque::new(),
                 submitted: 0,
                 written: 0,
@@ -47,8 +45,8 @@ impl Shared {
                 reader_alive: true,
                 writer_alive: true,
                 incoming: VecDeque::new(),
-                incoming_bytes: 0,
-                read_paused: false,
+                taken: (0, 0),
+                wake_on_take: false,
                 open: None,
                 opened: false,
                 request: None,
@@ -92,28 +90,29 @@ impl Shared {
 
 #[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) buffers: Buffers,
-
-    // ---- writer → driver ----
-    /// Messages for the driver, oldest first. At most
-    /// `buffers.outgoing_messages`, plus one from a `send` whose wait was
-    /// cancelled.
+    /// Most messages waiting in `outgoing`.
+    pub(crate) outgoing_bound: usize,
+    /// Messages for the driver, oldest first. At most `outgoing_bound`,
+    /// plus one from a `send` whose wait was cancelled.
     pub(crate) outgoing: VecDeque<Outgoing>,
     /// Messages the writer has queued, ever.
     pub(crate) submitted: u64,
     /// The first `written` of them have been written to the socket.
     pub(crate) written: u64,
     /// The writer (or a server shutdown) asked for a close.
-    pub(crate) close_request: Option<(CloseCode, String)>,
+    pub(crate) close_request: Option<CloseRequest>,
     pub(crate) reader_alive: bool,
     pub(crate) writer_alive: bool,
 
-    // ---- driver → reader ----
+    /// Messages for the reader. They still count against the connection's
+    /// receive bound (the core's `poll_event_held`) until the driver
+    /// releases what the reader took.
     pub(crate) incoming: VecDeque<Message>,
-    pub(crate) incoming_bytes: usize,
-    /// The driver stopped reading (and taking the connection's events)
-    /// because `incoming` was full: the reader wakes it once there is room.
-    pub(crate) read_paused: bool,
+    /// Messages and bytes the reader took since the driver last released.
+    pub(crate) taken: (usize, usize),
+    /// The connection waits for the release (`awaits_release`): the reader
+    /// wakes the driver when it takes a message.
+    pub(crate) wake_on_take: bool,
     /// The opening handshake's outcome, until `connect` / `accept` takes it.
     pub(crate) open: Option<Open>,
     pub(crate) opened: bool,
@@ -130,10 +129,18 @@ pub(crate) struct State {
     /// The driver has ended: the socket is closed.
     pub(crate) finished: bool,
 
-    // ---- wakers ----
     pub(crate) driver: Option<Waker>,
     pub(crate) reader: Option<Waker>,
     pub(crate) writer: Option<Waker>,
+}
+
+/// A close asked of the driver.
+#[derive(Debug, Clone)]
+pub(crate) enum CloseRequest {
+    /// By the application, with its code and reason (already validated).
+    Close(CloseCode, String),
+    /// This side is going away (a server shutdown).
+    GoingAway,
 }
 
 /// A message queued by the writer for the driver.
@@ -149,13 +156,6 @@ impl State {
     /// No more messages are taken from the writer.
     pub(crate) fn send_closed(&self) -> bool {
         self.closed.is_some() || self.close_request.is_some() || self.finished
-    }
-
-    /// The reader's buffer is full (the driver then stops reading, and
-    /// leaves further messages in the connection).
-    pub(crate) fn incoming_full(&self) -> bool {
-        self.incoming.len() >= self.buffers.incoming_messages
-            || self.incoming_bytes >= self.buffers.incoming_bytes
     }
 
     /// Takes the driver's waker, to wake it once the lock is released.

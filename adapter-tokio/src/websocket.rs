@@ -17,7 +17,7 @@ use futures_sink::Sink;
 use wharf_core::{CloseCode, CloseInfo, Initiator, Message, Open, Request, Response};
 
 use crate::error::{from_close, Error, SendError};
-use crate::shared::{register, wake, Outgoing, Shared};
+use crate::shared::{register, wake, CloseRequest, Outgoing, Shared};
 
 /// What the opening handshake settled.
 #[derive(Debug, Default)]
@@ -252,9 +252,13 @@ impl WsReader {
         let result = {
             let mut st = self.shared.lock();
             if let Some(message) = st.incoming.pop_front() {
-                st.incoming_bytes = st.incoming_bytes.saturating_sub(message.len());
-                if st.read_paused && !st.incoming_full() {
-                    st.read_paused = false;
+                // Its place in the connection's receive bound is free; the
+                // driver releases it on its next turn, at once when the
+                // connection waits for it.
+                st.taken.0 += 1;
+                st.taken.1 += message.len();
+                if st.wake_on_take {
+                    st.wake_on_take = false;
                     driver = st.take_driver();
                 }
                 Poll::Ready(Some(Ok(message)))
@@ -320,8 +324,10 @@ impl Drop for WsReader {
             let mut st = self.shared.lock();
             st.reader_alive = false;
             st.reader = None;
-            st.incoming = Default::default();
-            st.incoming_bytes = 0;
+            // Nobody will read these: released with the rest.
+            let dropped = std::mem::take(&mut st.incoming);
+            st.taken.0 += dropped.len();
+            st.taken.1 += dropped.iter().map(Message::len).sum::<usize>();
             st.take_driver()
         };
         wake([driver]);
@@ -455,7 +461,7 @@ impl WsWriter {
         if st.send_closed() {
             return Poll::Ready(Err(Error::Closed));
         }
-        if st.outgoing.len() < st.buffers.outgoing_messages {
+        if st.outgoing.len() < st.outgoing_bound {
             return Poll::Ready(Ok(()));
         }
         register(&mut st.writer, cx.waker());
@@ -524,7 +530,7 @@ impl WsWriter {
             if st.send_closed() {
                 return Err(SendError::Closed(message));
             }
-            if st.outgoing.len() >= st.buffers.outgoing_messages + slack {
+            if st.outgoing.len() >= st.outgoing_bound + slack {
                 return Err(SendError::Full(message));
             }
             st.outgoing.push_back(Outgoing { message, compress });
@@ -538,7 +544,7 @@ impl WsWriter {
     /// connection is closed).
     fn poll_back_within_bound(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.shared.lock();
-        if st.outgoing.len() <= st.buffers.outgoing_messages || st.send_closed() {
+        if st.outgoing.len() <= st.outgoing_bound || st.send_closed() {
             return Poll::Ready(());
         }
         register(&mut st.writer, cx.waker());
@@ -549,7 +555,7 @@ impl WsWriter {
         let driver = {
             let mut st = self.shared.lock();
             if st.close_request.is_none() && st.closed.is_none() {
-                st.close_request = Some((code, reason.to_owned()));
+                st.close_request = Some(CloseRequest::Close(code, reason.to_owned()));
             }
             st.take_driver()
         };

@@ -79,6 +79,9 @@ fn message(i: usize) -> Message {
 fn deflate_config() -> Config {
     let mut config = Config::default();
     config.deflate = Some(DeflateConfig::default());
+    // What may wait for the application: the core's receive bound.
+    config.max_receive_events = INCOMING_MESSAGES;
+    config.max_receive_queue = INCOMING_BYTES;
     config
 }
 
@@ -217,9 +220,7 @@ async fn a_reader_that_does_not_read_bounds_memory_and_stalls_the_sender() {
     let _serial = SERIAL.lock().await;
     let listener = small_buffered_listener();
     let addr = listener.local_addr().expect("bound");
-    let config = ServerConfig::new()
-        .with_config(deflate_config())
-        .with_incoming_buffer(INCOMING_MESSAGES, INCOMING_BYTES);
+    let config = ServerConfig::new().with_config(deflate_config());
 
     let baseline = counting::live_bytes();
     counting::reset_peak();
@@ -290,9 +291,7 @@ async fn a_reconnecting_client_whose_events_are_not_read_bounds_memory() {
             send_stream(conn, stream, 0, blocked, burst_sent).await;
         }
     });
-    let config = ClientConfig::new()
-        .with_config(deflate_config())
-        .with_incoming_buffer(INCOMING_MESSAGES, INCOMING_BYTES);
+    let config = ClientConfig::new().with_config(deflate_config());
     let (client, mut events) = ReconnectingClient::builder(&format!("ws://{addr}/"))
         .expect("url")
         .config(config)

@@ -11,8 +11,8 @@ use std::time::Duration;
 use support::*;
 use tokio::sync::mpsc;
 use wharf_tokio::{
-    ClientEvent, ClientEvents, CloseCode, DisconnectReason, Message, ReconnectConfig,
-    ReconnectingClient, SendError, Server, ServerConfig, ServerHandle,
+    ClientEvent, ClientEvents, CloseCode, Disconnect, Message, ReconnectConfig, ReconnectingClient,
+    SendError, Server, ServerConfig, ServerHandle,
 };
 
 /// The next event, within the test's bound.
@@ -111,7 +111,7 @@ async fn survives_a_server_restart_with_registration_replayed_and_queue_in_order
     within("server shutdown", server.shutdown()).await;
     let lost = wait_for(&mut events, |e| match e {
         ClientEvent::Disconnected(d) => match &d.reason {
-            DisconnectReason::Lost(info) => Some(info.code),
+            Disconnect::Lost(info) => Some(info.code),
             _ => None,
         },
         _ => None,
@@ -131,7 +131,7 @@ async fn survives_a_server_restart_with_registration_replayed_and_queue_in_order
     // Attempts fail while nothing listens.
     wait_for(&mut events, |e| match e {
         ClientEvent::Disconnected(d) => {
-            matches!(d.reason, DisconnectReason::ConnectFailed(_)).then_some(())
+            matches!(d.reason, Disconnect::Connect(_) | Disconnect::Handshake(_)).then_some(())
         }
         _ => None,
     })
@@ -200,11 +200,15 @@ async fn dropping_the_last_handle_ends_every_task() {
     drop(other);
     // The connection closes with 1001, and the event stream ends.
     let end = wait_for(&mut events, |e| match e {
-        ClientEvent::Disconnected(d) => Some((d.retry_in, d.reason_code())),
+        ClientEvent::Disconnected(d) => Some((d.retry_at, d.reason_code())),
         _ => None,
     })
     .await;
     assert_eq!(end, (None, Some(CloseCode::GOING_AWAY)));
+    assert!(matches!(
+        within("the last event", events.recv()).await,
+        Some(ClientEvent::Stopped)
+    ));
     assert!(within("end of events", events.recv()).await.is_none());
     drop(events);
 
@@ -224,7 +228,7 @@ trait ReasonCode {
 impl ReasonCode for wharf_tokio::Disconnected {
     fn reason_code(&self) -> Option<CloseCode> {
         match &self.reason {
-            DisconnectReason::Lost(info) => Some(info.code),
+            Disconnect::Lost(info) => Some(info.code),
             _ => None,
         }
     }
@@ -259,7 +263,7 @@ async fn the_queue_is_bounded_and_shutdown_hands_it_back() {
     assert!(waited);
     wait_for(&mut events, |e| match e {
         ClientEvent::Disconnected(d) => {
-            matches!(d.reason, DisconnectReason::ConnectFailed(_)).then_some(())
+            matches!(d.reason, Disconnect::Connect(_) | Disconnect::Handshake(_)).then_some(())
         }
         _ => None,
     })
@@ -302,21 +306,19 @@ async fn gives_up_after_max_attempts() {
     while let Some(event) = within("events", events.recv()).await {
         match event {
             ClientEvent::Disconnected(d) => {
-                assert!(matches!(d.reason, DisconnectReason::ConnectFailed(_)));
-                retries.push(d.retry_in);
+                assert!(matches!(
+                    d.reason,
+                    Disconnect::Connect(_) | Disconnect::Handshake(_)
+                ));
+                retries.push(d.retry_at.is_some());
             }
+            ClientEvent::Stopped => {}
             other => panic!("{other:?}"),
         }
         assert!(retries.len() <= 3);
     }
-    assert_eq!(
-        retries,
-        vec![
-            Some(Duration::from_millis(10)),
-            Some(Duration::from_millis(10)),
-            None
-        ]
-    );
+    // Two retries, then it gives up.
+    assert_eq!(retries, vec![true, true, false]);
     within("closed", client.closed()).await;
     assert!(matches!(
         client.try_send(Message::text("x")),

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use wharf_tokio::{
-    ClientConfig, ClientEvent, ClientEvents, CloseCode, DisconnectReason, Message, ReconnectConfig,
+    ClientConfig, ClientEvent, ClientEvents, CloseCode, Disconnect, Message, ReconnectConfig,
     ReconnectingClient, Server, ServerConfig,
 };
 
@@ -165,7 +165,7 @@ async fn reconnect_soak_keeps_fds_heap_and_tasks_flat() {
         client.try_send(Message::text("bye")).expect("room");
         match next_event(&mut events).await {
             ClientEvent::Disconnected(d) => match d.reason {
-                DisconnectReason::Lost(info) => {
+                Disconnect::Lost(info) => {
                     assert_eq!(info.code, CloseCode::NORMAL, "cycle {cycle}");
                     assert!(info.clean, "cycle {cycle}: {info:?}");
                 }

@@ -166,7 +166,10 @@ async fn select_loop_cancelling_receives_loses_nothing() {
         while ws.recv().await.is_some() {}
     });
 
-    let config = ClientConfig::new().with_incoming_buffer(4, 64 * 1024);
+    let mut core = wharf_tokio::Config::default();
+    core.max_receive_events = 4;
+    core.max_receive_queue = 64 * 1024;
+    let config = ClientConfig::new().with_config(core);
     let mut ws = within("connect", connect(&url, &config))
         .await
         .expect("connected");
@@ -622,12 +625,12 @@ async fn fill_the_socket_then_go_quiet() {
     let payload = |i: usize| Message::binary(vec![i as u8; SIZE]);
     // The server reads nothing for a while, and holds at most one message
     // for its reader meanwhile: the client's bytes back up into its socket.
-    let mut server = Server::bind(
-        "127.0.0.1:0",
-        ServerConfig::new().with_incoming_buffer(1, SIZE),
-    )
-    .await
-    .expect("bind");
+    let mut core = wharf_tokio::Config::default();
+    core.max_receive_events = 1;
+    core.max_receive_queue = SIZE;
+    let mut server = Server::bind("127.0.0.1:0", ServerConfig::new().with_config(core))
+        .await
+        .expect("bind");
     let addr = server.local_addr().expect("bound");
     let reader = tokio::spawn(async move {
         let incoming = server.accept().await.expect("a connection");

@@ -34,6 +34,24 @@ pub struct Config {
     /// Most bytes of outgoing messages waiting for `poll_transmit`.
     /// `send` beyond it hands the message back. Default 16 MiB.
     pub max_send_queue: usize,
+    /// Most payload bytes of received messages, chunks, Pings and Pongs the
+    /// application has not taken yet (inflated size with compression).
+    /// Once reached, the connection decodes nothing more and
+    /// [`Connection::wants_read`](crate::Connection::wants_read) is false,
+    /// so the socket is not read and the peer meets TCP backpressure; it
+    /// goes on once the application has taken the queue down to half. A
+    /// message that completes while the bound is reached is still queued,
+    /// so what waits is at most this plus one message (`max_message_size`)
+    /// and one read. Default 1 MiB.
+    ///
+    /// After this side sent its Close, data messages that find the bound
+    /// reached are dropped (counted by
+    /// [`Connection::discarded_messages`](crate::Connection::discarded_messages))
+    /// so that the peer's Close behind them is still read.
+    pub max_receive_queue: usize,
+    /// Most events (of any kind) the application has not taken yet; as
+    /// `max_receive_queue`, for many small messages. Default 256.
+    pub max_receive_events: usize,
     /// Outgoing messages longer than this go out as several frames, so that
     /// control frames can go between them. Default 64 KiB.
     pub max_outgoing_frame: usize,
@@ -65,6 +83,8 @@ impl Default for Config {
             max_message_size: 64 << 20,
             max_fragments: 100_000,
             max_send_queue: 16 << 20,
+            max_receive_queue: 1 << 20,
+            max_receive_events: 256,
             max_outgoing_frame: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
@@ -108,11 +128,10 @@ impl Default for Config {
 /// [`Config::max_message_size`] bounds each message's inflated size: a
 /// compression bomb (a few KiB that inflate to gigabytes) fails with 1009 once
 /// the limit is passed, having inflated at most the limit. Inflating is done
-/// in bounded steps, never sized from what the peer declares, and once
-/// 256 KiB of inflated data wait in the event queue the connection decodes no
-/// further frames until [`Connection::poll_event`](crate::Connection::poll_event)
-/// has emptied it: the inflated data a connection holds stays below
-/// `max_message_size` plus that amount, whatever the compression ratio.
+/// in bounded steps, never sized from what the peer declares, and inflated
+/// data counts against [`Config::max_receive_queue`]: the inflated data a
+/// connection holds stays below `max_message_size` plus that bound,
+/// whatever the compression ratio.
 ///
 /// # Negotiation (RFC 7692 §7.1)
 ///

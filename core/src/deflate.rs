@@ -32,11 +32,6 @@ pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Stream mode: largest chunk of inflated bytes reported at once.
 pub(crate) const CHUNK: usize = 64 * 1024;
 
-/// Once this many inflated bytes wait in the event queue, the connection
-/// decodes no further frames until `poll_event` has emptied the queue, so
-/// what one read inflates stays bounded whatever the compression ratio.
-pub(crate) const INFLATE_TURN: usize = 256 * 1024;
-
 /// Capacity of the compressor's output buffer kept between messages.
 const IDLE_PENDING: usize = 4 * 1024;
 
@@ -68,10 +63,6 @@ pub(crate) struct Deflate {
     /// (Stream), handed out with `split().freeze()`: the buffer is reused
     /// by the next message once the application dropped the earlier ones.
     pub(crate) rx_buf: BytesMut,
-    /// Inflated bytes produced since the event queue was last empty.
-    pub(crate) unread: usize,
-    /// Decoding stopped at [`INFLATE_TURN`]; `poll_event` resumes it.
-    pub(crate) paused: bool,
 }
 
 /// The compressor and the compressed bytes not yet framed.
@@ -109,8 +100,6 @@ impl Deflate {
             tx: None,
             rx: None,
             rx_buf: BytesMut::new(),
-            unread: 0,
-            paused: false,
         }
     }
 

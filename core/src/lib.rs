@@ -135,11 +135,13 @@
 #[doc = include_str!("../README.md")]
 pub struct Readme;
 
+mod client;
 mod close;
 mod config;
 mod connection;
 mod copy;
 mod deflate;
+mod endpoint;
 mod error;
 mod event;
 mod frame;
@@ -158,9 +160,13 @@ pub mod bench_api;
 pub mod test_certs;
 
 pub use bytes::{Bytes, BytesMut};
+pub use client::{
+    Client, ClientAction, ClientEvent, ClientOptions, Disconnect, Disconnected, RegistrationHook,
+};
 pub use close::{validate_close, CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, DeflateConfig, MessageMode};
 pub use connection::{Connection, Role};
+pub use endpoint::Endpoint;
 pub use error::{
     ConfigError, Error, ExtensionError, HandshakeError, ProtocolError, SendError, TimeoutKind,
     TlsError,

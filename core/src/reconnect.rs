@@ -53,6 +53,15 @@ pub struct ReconnectConfig {
     /// After a Close with 1013 (try again later), wait at least this long.
     /// Default 30 s.
     pub try_again_later_min: Duration,
+    /// Whether a [`Client`](crate::Client) tries again after a rejection:
+    /// a certificate that failed verification (the server's here, or this
+    /// side's at the server) or an HTTP 4xx answer to the upgrade (but 408
+    /// and 429), which trying again does not fix by itself
+    /// ([`Disconnect::is_rejection`](crate::Disconnect::is_rejection)).
+    /// Default false: the client reports the typed error and stops, rather
+    /// than retrying a misconfiguration forever. Set it for fleets where a
+    /// server's certificate or route may be fixed while clients wait.
+    pub retry_rejected: bool,
 }
 
 impl Default for ReconnectConfig {
@@ -62,6 +71,7 @@ impl Default for ReconnectConfig {
             first_delay_max: Duration::from_secs(1),
             max_attempts: None,
             try_again_later_min: Duration::from_secs(30),
+            retry_rejected: false,
         }
     }
 }

@@ -13,6 +13,9 @@ pub(crate) struct Timers {
     pub(crate) keepalive: Option<Instant>,
     /// Something must arrive before this after a keepalive Ping.
     pub(crate) pong: Option<Instant>,
+    /// A protocol violation waits for the application to take the messages
+    /// before it until this, at most.
+    pub(crate) failure: Option<Instant>,
     /// Client after a clean close: wait this long for the server to end the
     /// transport (§7.1.1: the server closes TCP first).
     pub(crate) linger: Option<Instant>,
@@ -35,7 +38,7 @@ impl Timers {
                 earlier(self.handshake, self.close),
                 earlier(self.keepalive, self.pong),
             ),
-            earlier(self.linger, self.shrink),
+            earlier(earlier(self.linger, self.shrink), self.failure),
         )
     }
 
@@ -64,9 +67,9 @@ mod tests {
     #[test]
     fn next_is_the_earliest_armed_deadline() {
         let base = Instant::now();
-        // Every subset of the six slots, armed at distinct times.
-        for armed in 0u32..64 {
-            for earliest in 0..6 {
+        // Every subset of the seven slots, armed at distinct times.
+        for armed in 0u32..128 {
+            for earliest in 0..7 {
                 let mut t = Timers::default();
                 let mut want = None;
                 let slots = [
@@ -76,16 +79,17 @@ mod tests {
                     &mut t.pong,
                     &mut t.linger,
                     &mut t.shrink,
+                    &mut t.failure,
                 ];
                 for (i, slot) in slots.into_iter().enumerate() {
                     if armed & (1 << i) != 0 {
                         // Slot `earliest` gets the smallest time.
-                        let at = base + Duration::from_secs(((i + 6 - earliest) % 6) as u64 + 1);
+                        let at = base + Duration::from_secs(((i + 7 - earliest) % 7) as u64 + 1);
                         *slot = Some(at);
                         want = Some(want.map_or(at, |w: Instant| w.min(at)));
                     }
                 }
-                assert_eq!(t.next(), want, "armed {armed:06b}");
+                assert_eq!(t.next(), want, "armed {armed:07b}");
             }
         }
     }

@@ -79,6 +79,20 @@ fn server_initiated_close_echoes_code() {
 }
 
 #[test]
+fn the_close_reply_echoes_the_code_and_the_reason() {
+    let mut p = Pair::plain(Config::default());
+    p.open();
+    let now = p.now;
+    let mut body = 1012u16.to_be_bytes().to_vec();
+    body.extend_from_slice("restarting, back in 30 s".as_bytes());
+    p.server
+        .handle_input(now, &support::client_frame(0x88, &body, [9, 8, 7, 6]));
+    let mut out = Vec::new();
+    while p.server.poll_transmit(&mut out) > 0 {}
+    assert_eq!(support::parse_frames(&out), vec![(0x88, body)]);
+}
+
+#[test]
 fn close_without_code_is_reported_as_1005() {
     let mut p = Pair::plain(Config::default());
     p.open();

@@ -11,8 +11,8 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::{oneshot, watch, Notify};
 use wharf_core::{Bytes, Message};
 use wharf_tokio::{
-    ClientConfig, ClientEvent as WsEvent, ClientEvents, ClientTls, DisconnectReason,
-    ReconnectConfig, ReconnectingClient, SendError,
+    ClientConfig, ClientEvent as WsEvent, ClientEvents, ClientTls, Disconnect, ReconnectConfig,
+    ReconnectingClient, SendError,
 };
 
 use crate::client::{ClientEvent, ClientSession, ClientSessionConfig};
@@ -563,7 +563,7 @@ impl Driver {
                 }
             }
             WsEvent::Disconnected(d) => {
-                if let DisconnectReason::Lost(_) = d.reason {
+                if let Disconnect::Lost(_) = d.reason {
                     let mut st = self.inner.lock();
                     let resent = if st.opens == self.seen_opens && st.session.is_connected() {
                         st.backlog.clear();

@@ -51,14 +51,14 @@ impl Connection {
             MessageKind::Text => Message::Text(Text::from_validated(payload)),
             MessageKind::Binary => Message::Binary(payload),
         };
-        self.events.push_back(Event::Message(message));
+        self.emit(Event::Message(message));
         Ok(())
     }
 
     /// Stream mode: reports `data` as a chunk. Text chunks end on a character
     /// boundary: a cut-off character is carried into the next chunk.
     pub(super) fn emit_chunk(&mut self, mut data: Bytes, last: bool) {
-        let Some(msg) = self.rx_msg.as_mut() else {
+        let Some(mut msg) = self.rx_msg.as_mut() else {
             return;
         };
         if msg.kind == MessageKind::Text {
@@ -71,12 +71,17 @@ impl Connection {
                 if take == need {
                     let joined = Bytes::from(std::mem::take(&mut self.utf8_carry));
                     let first = std::mem::replace(&mut msg.first_chunk, false);
-                    self.events.push_back(Event::Chunk(Chunk {
+                    let chunk = Chunk {
                         kind: msg.kind,
                         data: joined,
                         first,
                         last: last && data.is_empty(),
-                    }));
+                    };
+                    self.emit(Event::Chunk(chunk));
+                    let Some(again) = self.rx_msg.as_mut() else {
+                        return;
+                    };
+                    msg = again;
                     if data.is_empty() {
                         return;
                     }
@@ -96,12 +101,13 @@ impl Connection {
             return;
         }
         let first = std::mem::replace(&mut msg.first_chunk, false);
-        self.events.push_back(Event::Chunk(Chunk {
+        let chunk = Chunk {
             kind: msg.kind,
             data,
             first,
             last,
-        }));
+        };
+        self.emit(Event::Chunk(chunk));
     }
 }
 

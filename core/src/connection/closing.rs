@@ -31,6 +31,14 @@ pub(super) struct CloseState {
 }
 
 impl Connection {
+    /// Closes with 1001 (§7.4.1: the endpoint is going away, as a server
+    /// shutting down or an application whose handles are all gone does),
+    /// as [`close`](Self::close) does.
+    pub fn close_going_away(&mut self) {
+        // 1001 with no reason is always sendable.
+        let _ = self.close(CloseCode::GOING_AWAY, "");
+    }
+
     /// Starts the closing handshake (§7.1.2): the Close frame goes out after
     /// the messages already queued, then the peer has `close_timeout` to answer.
     ///
@@ -59,6 +67,8 @@ impl Connection {
                 self.timers.close = Some(self.now + self.config.close_timeout);
                 self.timers.keepalive = None;
                 self.timers.pong = None;
+                // The peer's Close must be read, past the receive bound.
+                self.resume_input();
                 Ok(())
             }
         }
@@ -66,7 +76,7 @@ impl Connection {
 
     pub(super) fn on_close_frame(&mut self, code: CloseCode, reason: String) {
         self.close.received = Some((code, reason.clone()));
-        self.events.push_back(Event::CloseReceived {
+        self.emit(Event::CloseReceived {
             code,
             reason: reason.clone(),
         });
@@ -76,9 +86,17 @@ impl Connection {
                 self.close.sent_code = *ours;
                 self.close.sent_reason = our_reason.clone();
             } else {
-                // Echo the code (§5.5.1), at once: no more data from us.
+                // Echo the code and the reason (§5.5.1: "typically echoes
+                // the status code it received"; peers log the reason too),
+                // at once: no more data from us. A Close without a code is
+                // answered by one without a body.
                 let echo = (code != CloseCode::NO_STATUS).then_some(code);
-                self.close.pending = Some((echo, String::new()));
+                let reason = if echo.is_some() {
+                    reason.clone()
+                } else {
+                    String::new()
+                };
+                self.close.pending = Some((echo, reason));
                 self.close.initiator = Some(Initiator::Remote);
             }
             self.close.after_data = false;
@@ -102,7 +120,7 @@ impl Connection {
 
     pub(super) fn on_eof(&mut self) {
         // Input waiting behind inflated data is decoded first (resume_input).
-        if self.phase == Phase::Open && self.deflate.as_deref().is_some_and(|d| d.paused) {
+        if self.phase == Phase::Open && self.inbox.paused {
             return;
         }
         // A violation found before the end is the real reason.
@@ -222,14 +240,16 @@ impl Connection {
         self.timers.clear();
         self.rx_msg = None;
         self.inbuf = BytesMut::new();
-        if info.clean && self.role == Role::Client && !self.eof {
+        self.phase = if info.clean && self.role == Role::Client && !self.eof {
             // §7.1.1: the server ends the TCP connection first; wait a while.
-            self.phase = Phase::Closed(Ending::PeerEnd);
-            self.arm_linger();
+            Phase::Closed(Ending::PeerEnd)
         } else {
-            self.phase = Phase::Closed(Ending::Flush);
-        }
-        self.events.push_back(Event::Closed(info));
+            Phase::Closed(Ending::Flush)
+        };
+        // Either way bounded: a peer that stops reading (or never ends its
+        // side) cannot hold the socket open.
+        self.arm_linger();
+        self.emit(Event::Closed(info));
     }
 }
 

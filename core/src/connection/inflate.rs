@@ -5,7 +5,7 @@
 use bytes::{Buf, Bytes};
 
 use crate::config::MessageMode;
-use crate::deflate::{CHUNK, INFLATE_TURN, TAIL};
+use crate::deflate::{CHUNK, TAIL};
 use crate::error::ProtocolError;
 use crate::frame::FrameHeader;
 use crate::message::MessageKind;
@@ -55,20 +55,19 @@ impl Connection {
     /// Inflates the first `len` bytes of `inbuf`, or the tail when `tail`,
     /// validates the output and keeps it (Reassemble) or reports it (Stream).
     /// Returns how many bytes were consumed: all, unless decoding paused
-    /// (Stream mode, at [`INFLATE_TURN`]).
+    /// (Stream mode, at the receive bound: chunks are queued as they are
+    /// inflated).
     pub(super) fn inflate_input(&mut self, len: usize, tail: bool) -> Result<usize, ProtocolError> {
         let max = self.config.max_message_size;
         let stream = self.config.message_mode == MessageMode::Stream;
         let mut used = 0;
         loop {
+            if stream && !tail && used < len && self.input_paused() {
+                return Ok(used);
+            }
             let (Some(d), Some(msg)) = (self.deflate.as_deref_mut(), self.rx_msg.as_mut()) else {
                 return Ok(len);
             };
-            if stream && !tail && used < len && d.unread >= INFLATE_TURN && !self.events.is_empty()
-            {
-                d.paused = true;
-                return Ok(used);
-            }
             let input = if tail {
                 TAIL.get(used..)
             } else {
@@ -90,7 +89,6 @@ impl Connection {
             let produced = out.len() - before;
             let full = out.len() >= limit;
             msg.inflated_size = msg.inflated_size.saturating_add(produced);
-            d.unread = d.unread.saturating_add(produced);
             let bad_utf8 = msg.kind == MessageKind::Text
                 && self
                     .utf8
@@ -113,34 +111,6 @@ impl Connection {
             if !full {
                 return Ok(used);
             }
-        }
-    }
-
-    /// True while decoding waits for the application to take inflated data
-    /// (more than [`INFLATE_TURN`] bytes of it in the event queue).
-    pub(super) fn input_paused(&mut self) -> bool {
-        let Some(d) = self.deflate.as_deref_mut() else {
-            return false;
-        };
-        if !d.paused && d.unread >= INFLATE_TURN && !self.events.is_empty() {
-            d.paused = true;
-        }
-        d.paused
-    }
-
-    /// The application took every event: decoding paused at
-    /// [`INFLATE_TURN`] goes on (and a transport end seen meanwhile applies).
-    pub(super) fn resume_input(&mut self) {
-        let Some(d) = self.deflate.as_deref_mut() else {
-            return;
-        };
-        d.unread = 0;
-        if !std::mem::take(&mut d.paused) {
-            return;
-        }
-        self.process();
-        if self.eof && !self.deflate.as_deref().is_some_and(|d| d.paused) {
-            self.on_eof();
         }
     }
 }

@@ -5,6 +5,7 @@
 mod assemble;
 mod buffers;
 mod closing;
+mod delivery;
 mod inflate;
 mod opening;
 mod recv;
@@ -21,7 +22,6 @@ use bytes::{Bytes, BytesMut};
 use crate::config::Config;
 use crate::deflate::Deflate;
 use crate::error::{ConfigError, Error, TimeoutKind};
-use crate::event::Event;
 use crate::handshake::{self, ClientOffer, ClientRequest, DeflateParams, HeadScanner, Request};
 use crate::message::Message;
 use crate::rng::{OsSeededRng, Random};
@@ -31,6 +31,7 @@ use crate::utf8::Utf8Validator;
 
 use self::assemble::RxMessage;
 use self::closing::CloseState;
+use self::delivery::Delivery;
 use self::recv::Rx;
 use self::send::TxMessage;
 use self::state::{Ending, Phase};
@@ -119,7 +120,8 @@ pub struct Connection {
     close: CloseState,
     close_notify_sent: bool,
 
-    events: VecDeque<Event>,
+    /// Events for the application, and the receive bound on them.
+    inbox: Delivery,
     timers: Timers,
     /// Keepalive pings sent, for their payloads.
     keepalive_seq: u64,
@@ -254,7 +256,7 @@ impl Connection {
             ping: None,
             close: CloseState::default(),
             close_notify_sent: false,
-            events: VecDeque::new(),
+            inbox: Delivery::default(),
             timers,
             keepalive_seq: 0,
             pending_failure: None,
@@ -283,6 +285,12 @@ impl Connection {
             self.fail(Error::Timeout(TimeoutKind::Close));
             return;
         }
+        if expired(&mut self.timers.failure, now) {
+            // The application did not take what came before a protocol
+            // violation within the close timeout: apply it anyway.
+            self.apply_pending_failure();
+            return;
+        }
         if expired(&mut self.timers.pong, now) {
             self.fail(Error::Timeout(TimeoutKind::Pong));
             return;
@@ -293,36 +301,6 @@ impl Connection {
             self.ping = Some(Bytes::copy_from_slice(&self.keepalive_seq.to_be_bytes()));
             self.timers.pong = Some(now + self.config.pong_timeout);
         }
-    }
-
-    /// The next event, if any.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        if self.events.is_empty() {
-            self.resume_input();
-        }
-        if self.events.is_empty() {
-            self.apply_pending_failure();
-        }
-        self.events.pop_front()
-    }
-
-    /// A protocol violation was found after events the application has not
-    /// taken yet. It takes effect (Close queued, `Closed` reported) at the
-    /// first [`poll_event`](Self::poll_event) after those events, so that
-    /// answers to them go out first. An adapter that hands messages to
-    /// another task can wait until that task took them before polling on.
-    #[must_use]
-    pub fn failure_pending(&self) -> bool {
-        self.events.is_empty() && self.pending_failure.is_some()
-    }
-
-    /// Whether [`poll_event`](Self::poll_event) has something to report.
-    #[must_use]
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
-            || self.pending_failure.is_some()
-            || self.deflate.as_deref().is_some_and(|d| d.paused)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
@@ -395,8 +373,15 @@ impl Connection {
 
     /// The connection still reads from the socket.
     #[must_use]
+    ///
+    /// False while the receive bound is reached (the application has not
+    /// taken enough of what arrived, see
+    /// [`Config::max_receive_queue`](crate::Config::max_receive_queue)):
+    /// stop reading the socket then, and read again once it is true after
+    /// [`poll_event`](Self::poll_event) or [`release`](Self::release).
     pub fn wants_read(&self) -> bool {
-        !self.eof && !self.is_finished()
+        // Once closed nothing is decoded: reading only sees the end.
+        !self.eof && !self.is_finished() && (!self.inbox.paused || self.phase.is_closed())
     }
 
     /// Bytes of queued messages not yet framed.

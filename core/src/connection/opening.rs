@@ -86,7 +86,7 @@ impl Connection {
                 Ok(request) => {
                     self.request = Some(request.clone());
                     self.phase = Phase::AwaitDecision;
-                    self.events.push_back(Event::Request(Box::new(request)));
+                    self.emit(Event::Request(Box::new(request)));
                 }
                 Err(e) => {
                     handshake::encode_refusal(&e, &mut self.out);
@@ -114,7 +114,7 @@ impl Connection {
         if let Some(interval) = self.config.ping_interval {
             self.timers.keepalive = Some(self.now + interval);
         }
-        self.events.push_back(Event::Open(Open {
+        self.emit(Event::Open(Open {
             subprotocol,
             response,
         }));

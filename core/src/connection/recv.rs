@@ -228,8 +228,11 @@ impl Connection {
                         if let Err(e) = self.process_frames() {
                             self.inbuf.clear();
                             self.pending_failure = Some(Error::Protocol(e));
-                            if self.events.is_empty() {
+                            if self.failure_ready() {
                                 self.apply_pending_failure();
+                            } else {
+                                // Bounded: see `handle_timeout`.
+                                self.timers.failure = Some(self.now + self.config.close_timeout);
                             }
                         }
                     }
@@ -462,9 +465,9 @@ impl Connection {
                     }
                     self.pongs.push_back(payload.clone());
                 }
-                self.events.push_back(Event::Ping(payload));
+                self.emit(Event::Ping(payload));
             }
-            OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+            OpCode::Pong => self.emit(Event::Pong(payload)),
             OpCode::Close => {
                 let (code, reason) = match parse_close_body(&payload)? {
                     Some((code, reason)) => (code, reason.to_owned()),
