@@ -31,7 +31,7 @@
 //!
 //! let url = format!("ws://{}/", server.local_addr());
 //! let mut options = ClientOptions::new(ClientRequest::new(&url)?);
-//! options.registration = Some(Box::new(|| vec![Message::text("hello, I am client 7")]));
+//! options.registration = Some(Box::new(|_open| vec![Message::text("hello, I am client 7")]));
 //! let mut client = ReconnectingClient::new(options, Token(1), Instant::now())?;
 //! client.start(poll.registry(), Instant::now());
 //!
@@ -63,7 +63,7 @@
 //!             _ => {}
 //!         }
 //!     }
-//!     while let Some(event) = client.poll_event() {
+//!     while let Some(event) = client.poll_event(poll.registry()) {
 //!         if let ClientEvent::Message(m) = event {
 //!             echoed = Some(m);
 //!         }
@@ -80,9 +80,11 @@ pub struct Readme;
 
 mod client;
 mod server;
+mod socket;
 mod stream;
 
-pub use client::{ClientEvent, ClientOptions, Disconnect, ReconnectingClient, RegistrationHook};
+pub use client::ReconnectingClient;
 pub use server::{ConnId, ServerOptions, WsServer};
 pub use stream::{ConnectError, WsStream};
 pub use wharf_core;
+pub use wharf_core::{ClientEvent, ClientOptions, Disconnect, Disconnected, RegistrationHook};

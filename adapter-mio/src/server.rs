@@ -327,7 +327,7 @@ impl WsServer {
         }
         for slot in 0..self.slots.len() {
             if let Some(s) = self.stream(slot) {
-                let _ = s.close(registry, now, CloseCode::GOING_AWAY, "server shutting down");
+                s.go_away(registry, now);
             }
             self.after(registry, slot, now);
         }

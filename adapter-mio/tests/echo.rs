@@ -111,7 +111,7 @@ fn client_reconnects_after_a_server_restart_and_delivers_queued_messages_in_orde
     let registrations = Arc::new(AtomicUsize::new(0));
     let counter = registrations.clone();
     let c = l.add_client(client(&format!("ws://{addr}/"), 1, move |o| {
-        o.registration = Some(Box::new(move || {
+        o.registration = Some(Box::new(move |_open| {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             vec![Message::text(format!("register #{n}"))]
         }));
@@ -134,7 +134,7 @@ fn client_reconnects_after_a_server_restart_and_delivers_queued_messages_in_orde
     l.run_until(LIMIT, |l| {
         l.client_events[c]
             .iter()
-            .filter(|e| matches!(e, wharf_mio::ClientEvent::Disconnected { .. }))
+            .filter(|e| matches!(e, wharf_mio::ClientEvent::Disconnected(_)))
             .count()
             >= 3
     });
@@ -189,13 +189,13 @@ fn graceful_server_shutdown_closes_with_1001() {
     l.run_until(LIMIT, |l| {
         l.client_events[c]
             .iter()
-            .any(|e| matches!(e, wharf_mio::ClientEvent::Disconnected { .. }))
+            .any(|e| matches!(e, wharf_mio::ClientEvent::Disconnected(_)))
     });
     let code = l.client_events[c].iter().find_map(|e| match e {
-        wharf_mio::ClientEvent::Disconnected {
-            reason: wharf_mio::Disconnect::Closed(info),
-            ..
-        } => Some(info.code),
+        wharf_mio::ClientEvent::Disconnected(d) => match &d.reason {
+            wharf_mio::Disconnect::Lost(info) => Some(info.code),
+            _ => None,
+        },
         _ => None,
     });
     assert_eq!(code, Some(wharf_core::CloseCode::GOING_AWAY));

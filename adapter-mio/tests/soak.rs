@@ -151,7 +151,7 @@ fn reconnect_cycles_keep_descriptors_and_heap_flat() {
     let mut options = ClientOptions::new(ClientRequest::new(&format!("ws://{addr}/")).unwrap());
     options.config = Arc::new(config);
     options.reconnect = ReconnectConfig::fixed(Duration::from_millis(1));
-    options.registration = Some(Box::new(|| vec![Message::text("register")]));
+    options.registration = Some(Box::new(|_open| vec![Message::text("register")]));
     let mut poll = Poll::new().unwrap();
     let mut client = ReconnectingClient::new(options, Token(7), Instant::now()).unwrap();
     client.start(poll.registry(), Instant::now());
@@ -183,11 +183,12 @@ fn reconnect_cycles_keep_descriptors_and_heap_flat() {
             client.handle_event(poll.registry(), e, now);
         }
         client.handle_timeout(poll.registry(), now);
-        while let Some(e) = client.poll_event() {
+        while let Some(e) = client.poll_event(poll.registry()) {
             match e {
                 ClientEvent::Connected { .. } => connects += 1,
-                ClientEvent::Disconnected { reason, retry_at } => {
-                    assert!(retry_at.is_some(), "retries forever");
+                ClientEvent::Disconnected(d) => {
+                    let reason = d.reason;
+                    assert!(d.retry_at.is_some(), "retries forever");
                     disconnects += 1;
                     let key = format!("{reason}");
                     *reasons.entry(key).or_default() += 1;

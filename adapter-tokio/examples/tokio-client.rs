@@ -1,162 +1,152 @@
-//! A client: sends every line of standard input as a text message and prints
-//! what comes back; at the end of the input it waits for the outstanding
-//! replies (up to 5 s), then closes with 1000.
+//! A client on wharf-tokio: sends each line of standard input as a text
+//! message and prints every message received; at the end of the input it
+//! closes with 1000 and exits 0.
+//!
+//! Without `--reconnect`, a failed connection (a certificate error
+//! included) or a lost one prints the error and exits 1. With it, the
+//! client keeps going through disconnects (the core's backoff), prints each
+//! one, and sends what was typed meanwhile once it is back.
 //!
 //! ```sh
 //! printf 'hello\nworld\n' | cargo run -p wharf-tokio --example tokio-client -- --url ws://127.0.0.1:9001/
-//! cargo run -p wharf-tokio --example tokio-client -- --url wss://localhost:9443/ --ca ca.pem
+//! cargo run -p wharf-tokio --example tokio-client -- --url wss://localhost:9443/ --ca ca.pem --reconnect
 //! ```
+//!
+//! Flags, the same as `mio-client`'s: `--url URL`, `--ca PEM` (trust this
+//! CA instead of the Mozilla roots), `--cert PEM --key PEM` (a client
+//! certificate, for servers that ask for one), `--reconnect`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use wharf_tokio::{connect, ClientConfig, ClientTls, CloseCode, CloseInfo, Initiator, Message};
+use wharf_tokio::{
+    ClientConfig, ClientEvent, ClientTls, Disconnect, Message, ReconnectConfig, ReconnectingClient,
+};
 
-const USAGE: &str = "usage: tokio-client [--url URL] [--ca PEM]
-
-  --url URL   ws:// or wss:// URL to connect to (default ws://127.0.0.1:9001/)
-  --ca PEM    trust the CA certificate(s) in this PEM file (a private CA)
-              instead of the Mozilla root set";
+const USAGE: &str =
+    "usage: tokio-client [--url URL] [--ca PEM] [--cert PEM --key PEM] [--reconnect]";
 
 struct Args {
     url: String,
     ca: Option<String>,
+    cert: Option<(String, String)>,
+    reconnect: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        url: "ws://127.0.0.1:9001/".to_owned(),
+        url: "ws://127.0.0.1:9001/".into(),
         ca: None,
+        cert: None,
+        reconnect: false,
     };
+    let (mut cert, mut key) = (None, None);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--url" => args.url = value()?,
             "--ca" => args.ca = Some(value()?),
-            "-h" | "--help" => return Err(String::new()),
+            "--cert" => cert = Some(value()?),
+            "--key" => key = Some(value()?),
+            "--reconnect" => args.reconnect = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    args.cert = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err("--cert and --key go together".into()),
+    };
     Ok(args)
 }
 
-fn config(args: &Args) -> Result<ClientConfig, String> {
-    let Some(ca) = &args.ca else {
-        return Ok(ClientConfig::new());
+fn config(args: &Args) -> Result<ClientConfig, Box<dyn std::error::Error>> {
+    let mut builder = ClientTls::builder();
+    builder = match &args.ca {
+        Some(ca) => builder.with_pem_roots(&std::fs::read(ca)?)?,
+        None => builder.with_mozilla_roots(),
     };
-    let pem = std::fs::read(ca).map_err(|e| format!("{ca}: {e}"))?;
-    let tls = ClientTls::builder()
-        .with_pem_roots(&pem)
-        .and_then(|b| b.build())
-        .map_err(|e| e.to_string())?;
-    Ok(ClientConfig::new().with_tls(tls))
+    if let Some((cert, key)) = &args.cert {
+        builder = builder.with_client_cert_pem(&std::fs::read(cert)?, &std::fs::read(key)?)?;
+    }
+    Ok(ClientConfig::new().with_tls(builder.build()?))
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(why) => {
-            if !why.is_empty() {
-                eprintln!("tokio-client: {why}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match config(&args) {
-        Ok(config) => config,
-        Err(why) => {
-            eprintln!("tokio-client: {why}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let ws = match connect(&args.url, &config).await {
-        Ok(ws) => ws,
+    match run().await {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("tokio-client: cannot connect to {}: {e}", args.url);
-            return ExitCode::FAILURE;
+            eprintln!("tokio-client: {e}\n{USAGE}");
+            ExitCode::from(2)
         }
-    };
-    eprintln!("connected to {}", args.url);
-    let (mut reader, mut writer) = ws.split();
+    }
+}
 
-    // Print replies as they come; report how many.
-    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0u64);
-    let printer = tokio::spawn(async move {
-        let mut received = 0u64;
-        while let Some(reply) = reader.recv().await {
-            match reply {
-                Ok(Message::Text(text)) => println!("{text}"),
-                Ok(Message::Binary(bytes)) => println!("<{} binary bytes>", bytes.len()),
-                Err(e) => eprintln!("tokio-client: {e}"),
-            }
-            received += 1;
-            count_tx.send_replace(received);
-        }
-        reader.close_info()
-    });
+async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+    let mut reconnect = ReconnectConfig::default();
+    if !args.reconnect {
+        // One attempt; a loss ends the program too (below).
+        reconnect.max_attempts = Some(1);
+    }
+    let (client, mut events) = ReconnectingClient::builder(&args.url)?
+        .config(config(&args)?)
+        .reconnect(reconnect)
+        .spawn()?;
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut sent = 0u64;
-    let mut printer = printer;
+    let mut client = Some(client);
+    let mut input_done = false;
     loop {
         tokio::select! {
-            // The server ended the connection first.
-            info = &mut printer => {
-                return report(info.ok().flatten());
-            }
             // Cancel-safe: no line is lost when the other branch wins.
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => {
-                    if let Err(e) = writer.send(Message::text(line)).await {
-                        eprintln!("tokio-client: {e}");
-                        break;
+            line = lines.next_line(), if !input_done => match line? {
+                Some(line) => {
+                    if let Some(c) = &client {
+                        if let Err(e) = c.try_send(Message::text(line)) {
+                            eprintln!("not sent: {e}");
+                        }
                     }
-                    sent += 1;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    eprintln!("tokio-client: reading standard input: {e}");
-                    break;
+                None => {
+                    // End of input: send what is queued, close with 1000.
+                    input_done = true;
+                    if let Some(c) = client.take() {
+                        tokio::spawn(c.shutdown());
+                    }
                 }
             },
-        }
-    }
-    // Wait for the outstanding replies, then close.
-    let _ = tokio::time::timeout(Duration::from_secs(5), count_rx.wait_for(|&n| n >= sent)).await;
-    let outcome = writer.close(CloseCode::NORMAL, "bye").await;
-    let info = printer.await.ok().flatten();
-    match (outcome, info) {
-        (Ok(info), _) => report(Some(info)),
-        (Err(e), info) => {
-            eprintln!("tokio-client: {e}");
-            report(info)
-        }
-    }
-}
-
-fn report(info: Option<CloseInfo>) -> ExitCode {
-    match info {
-        Some(info) => {
-            eprintln!(
-                "closed by {}: code {} {:?}{}",
-                match info.initiator {
-                    Initiator::Local => "us",
-                    Initiator::Remote => "the server",
+            event = events.recv() => match event {
+                Some(ClientEvent::Connected(_)) => eprintln!("connected to {}", args.url),
+                Some(ClientEvent::Message(m)) => match m.as_text() {
+                    Some(text) => println!("{text}"),
+                    None => println!("<{} bytes of binary>", m.len()),
                 },
-                info.code,
-                info.reason,
-                if info.clean { "" } else { " (not clean)" }
-            );
-            if info.clean {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+                Some(ClientEvent::Disconnected(d)) => {
+                    let clean_end =
+                        input_done && matches!(&d.reason, Disconnect::Lost(info) if info.clean);
+                    if clean_end {
+                        continue;
+                    }
+                    match d.retry_at {
+                        Some(at) if args.reconnect => eprintln!(
+                            "disconnected: {}; retrying in {:.1} s",
+                            d.reason,
+                            at.saturating_duration_since(std::time::Instant::now()).as_secs_f64()
+                        ),
+                        _ => {
+                            eprintln!("tokio-client: {}", d.reason);
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
+                }
+                Some(ClientEvent::Stopped) | None => {
+                    return Ok(if input_done { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                }
+                Some(_) => {}
+            },
         }
-        None => ExitCode::FAILURE,
     }
 }

@@ -18,8 +18,7 @@ use futures_core::Stream;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use wharf_core::{
-    Client, ClientAction, ClientEvent, ClientOptions, ClientRequest, Endpoint, Message, Open,
-    ReconnectConfig,
+    Client, ClientAction, ClientEvent, ClientOptions, ClientRequest, Message, Open, ReconnectConfig,
 };
 
 use crate::config::{check_supported, ClientConfig};

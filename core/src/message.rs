@@ -113,6 +113,15 @@ impl Message {
         }
     }
 
+    /// The text of a text message; `None` for a binary one.
+    #[must_use]
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(t) => Some(t.as_str()),
+            Message::Binary(_) => None,
+        }
+    }
+
     /// Its payload bytes.
     #[must_use]
     pub fn payload(&self) -> &[u8] {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use wharf_core::test_certs::TestPki;
 use wharf_core::{
     Accept, Client, ClientAction, ClientEvent, ClientOptions, ClientRequest, CloseCode, Config,
-    Connection, Disconnect, Endpoint, Error, Event, HandshakeError, Message, OsSeededRng, Reject,
-    ServerTls, TlsError,
+    Connection, Disconnect, Error, Event, HandshakeError, Message, OsSeededRng, Reject, ServerTls,
+    TlsError,
 };
 
 /// What the in-memory server does with each connection.

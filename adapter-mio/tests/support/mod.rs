@@ -94,7 +94,7 @@ impl Looper {
         }
         for (i, c) in self.clients.iter_mut().enumerate() {
             c.handle_timeout(registry, now);
-            while let Some(e) = c.poll_event() {
+            while let Some(e) = c.poll_event(registry) {
                 self.client_events[i].push(e);
             }
         }

@@ -591,8 +591,12 @@ fn peer_code(info: &CloseInfo) -> Option<CloseCode> {
     sent_by_peer.then_some(info.code)
 }
 
-impl Endpoint for Client {
-    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+/// The byte-and-time interface, as on [`Connection`] (where each method is
+/// documented), on the current connection; without one there is nothing to
+/// read or write, and the only deadline is the next attempt.
+impl Client {
+    /// Feeds bytes read from the socket.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.now = now;
         if let State::Active(a) = &mut self.state {
             a.conn.handle_input(now, data);
@@ -600,7 +604,12 @@ impl Endpoint for Client {
         }
     }
 
-    fn read_with<R>(&mut self, now: Instant, read: impl FnOnce(&mut BytesMut) -> R) -> Option<R> {
+    /// Lends the input buffer to `read` for a large frame; `None` when not.
+    pub fn read_with<R>(
+        &mut self,
+        now: Instant,
+        read: impl FnOnce(&mut BytesMut) -> R,
+    ) -> Option<R> {
         self.now = now;
         let State::Active(a) = &mut self.state else {
             return None;
@@ -612,7 +621,8 @@ impl Endpoint for Client {
         result
     }
 
-    fn handle_eof(&mut self, now: Instant) {
+    /// The socket reached its end, or failed.
+    pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
         if let State::Active(a) = &mut self.state {
             a.conn.handle_eof(now);
@@ -623,7 +633,9 @@ impl Endpoint for Client {
         }
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
+    /// Runs what is due at `now`: the next attempt, the connect deadline,
+    /// the connection's timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         match &mut self.state {
             State::Active(a) => {
@@ -648,7 +660,8 @@ impl Endpoint for Client {
         }
     }
 
-    fn transmit_to(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
+    /// Writes what is pending into `sink` until it would block.
+    pub fn transmit_to(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
         let State::Active(a) = &mut self.state else {
             return Ok(0);
         };
@@ -658,7 +671,8 @@ impl Endpoint for Client {
         result
     }
 
-    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+    /// Appends what is pending to `buf`.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
         let State::Active(a) = &mut self.state else {
             return 0;
         };
@@ -668,15 +682,21 @@ impl Endpoint for Client {
         n
     }
 
-    fn wants_read(&self) -> bool {
+    /// Read the socket (false: no socket, or the receive bound is reached).
+    #[must_use]
+    pub fn wants_read(&self) -> bool {
         matches!(&self.state, State::Active(a) if a.conn.wants_read())
     }
 
-    fn wants_write(&self) -> bool {
+    /// There are bytes to write.
+    #[must_use]
+    pub fn wants_write(&self) -> bool {
         matches!(&self.state, State::Active(a) if a.conn.wants_write())
     }
 
-    fn poll_timeout(&self) -> Option<Instant> {
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             // Waiting for the application to take the last connection's
             // messages: nothing is due until it does.
@@ -696,5 +716,35 @@ impl Endpoint for Client {
             }
             State::Stopped => None,
         }
+    }
+}
+
+impl Endpoint for Client {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        Client::handle_input(self, now, data);
+    }
+    fn read_with<R>(&mut self, now: Instant, read: impl FnOnce(&mut BytesMut) -> R) -> Option<R> {
+        Client::read_with(self, now, read)
+    }
+    fn handle_eof(&mut self, now: Instant) {
+        Client::handle_eof(self, now);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Client::handle_timeout(self, now);
+    }
+    fn transmit_to(&mut self, sink: &mut dyn io::Write) -> io::Result<usize> {
+        Client::transmit_to(self, sink)
+    }
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+        Client::poll_transmit(self, buf)
+    }
+    fn wants_read(&self) -> bool {
+        Client::wants_read(self)
+    }
+    fn wants_write(&self) -> bool {
+        Client::wants_write(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Client::poll_timeout(self)
     }
 }
