@@ -8,10 +8,7 @@ use std::time::Instant;
 
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
-use wharf_core::{
-    Accept, CloseCode, Config, ConfigError, Connection, Event, Message, Reject, SendError,
-    ServerTls,
-};
+use wharf_core::{Accept, Config, ConfigError, Connection, Event, Message, SendError, ServerTls};
 
 use crate::stream::WsStream;
 
@@ -230,28 +227,8 @@ impl WsServer {
         id: ConnId,
         accept: Accept,
     ) -> Result<(), ConfigError> {
-        let slot = self
-            .live(id)
-            .ok_or(ConfigError::InvalidState("no such connection"))?;
-        let r = self.stream(slot).map(|s| s.accept(registry, now, accept));
-        self.after(registry, slot, now);
-        r.unwrap_or(Err(ConfigError::InvalidState("no such connection")))
-    }
-
-    /// Rejects the upgrade request of `id` with an HTTP error.
-    pub fn reject(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-        id: ConnId,
-        reject: Reject,
-    ) -> Result<(), ConfigError> {
-        let slot = self
-            .live(id)
-            .ok_or(ConfigError::InvalidState("no such connection"))?;
-        let r = self.stream(slot).map(|s| s.reject(registry, now, reject));
-        self.after(registry, slot, now);
-        r.unwrap_or(Err(ConfigError::InvalidState("no such connection")))
+        self.act(registry, now, id, |conn| conn.accept(accept))
+            .unwrap_or(Err(ConfigError::InvalidState("no such connection")))
     }
 
     /// Sends a message on `id`; on failure the message is handed back.
@@ -262,59 +239,39 @@ impl WsServer {
         id: ConnId,
         message: Message,
     ) -> Result<(), SendError> {
-        self.send_with(registry, now, id, message, true)
-    }
-
-    /// Like [`send`](Self::send), but the message goes out uncompressed even
-    /// where permessage-deflate was agreed (see
-    /// [`WsStream::send_uncompressed`]).
-    pub fn send_uncompressed(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-        id: ConnId,
-        message: Message,
-    ) -> Result<(), SendError> {
-        self.send_with(registry, now, id, message, false)
-    }
-
-    fn send_with(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-        id: ConnId,
-        message: Message,
-        may_compress: bool,
-    ) -> Result<(), SendError> {
-        let Some(slot) = self.live(id) else {
-            return Err(SendError::NotOpen(message));
-        };
-        let r = match self.stream(slot) {
-            Some(s) if may_compress => s.send(registry, now, message),
-            Some(s) => s.send_uncompressed(registry, now, message),
+        match self.live(id) {
+            Some(slot) => self.act_on(registry, now, slot, |conn| conn.send(message)),
             None => Err(SendError::NotOpen(message)),
-        };
-        self.after(registry, slot, now);
-        r
+        }
     }
 
-    /// Starts closing `id` (§7.1.2).
-    pub fn close(
+    /// Calls `f` on the connection `id` (`send_uncompressed`, `ping`,
+    /// `close`, `reject` …), then writes what it has; `None` when there is
+    /// no such connection (any more).
+    pub fn act<R>(
         &mut self,
         registry: &Registry,
         now: Instant,
         id: ConnId,
-        code: CloseCode,
-        reason: &str,
-    ) -> Result<(), ConfigError> {
-        let slot = self
-            .live(id)
-            .ok_or(ConfigError::InvalidState("no such connection"))?;
-        let r = self
+        f: impl FnOnce(&mut Connection) -> R,
+    ) -> Option<R> {
+        let slot = self.live(id)?;
+        Some(self.act_on(registry, now, slot, f))
+    }
+
+    fn act_on<R>(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        slot: usize,
+        f: impl FnOnce(&mut Connection) -> R,
+    ) -> R {
+        let result = self
             .stream(slot)
-            .map(|s| s.close(registry, now, code, reason));
+            .expect("callers found the slot live")
+            .act(registry, now, f);
         self.after(registry, slot, now);
-        r.unwrap_or(Err(ConfigError::InvalidState("no such connection")))
+        result
     }
 
     /// Graceful shutdown: stops accepting and closes every connection with
@@ -327,7 +284,7 @@ impl WsServer {
         }
         for slot in 0..self.slots.len() {
             if let Some(s) = self.stream(slot) {
-                s.go_away(registry, now);
+                s.act(registry, now, Connection::close_going_away);
             }
             self.after(registry, slot, now);
         }

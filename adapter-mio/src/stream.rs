@@ -8,7 +8,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 use wharf_core::{
-    ClientRequest, ClientTls, CloseCode, Config, ConfigError, Connection, Event, Message, SendError,
+    ClientRequest, ClientTls, Config, ConfigError, Connection, Event, Message, SendError,
 };
 
 use crate::socket::{Readiness, Socket};
@@ -134,68 +134,30 @@ impl WsStream {
         now: Instant,
         message: Message,
     ) -> Result<(), SendError> {
-        self.conn.send(message)?;
-        self.drive(registry, now);
-        Ok(())
+        self.act(registry, now, |conn| conn.send(message))
     }
 
-    /// Like [`send`](Self::send), but the message goes out uncompressed even
-    /// where permessage-deflate was agreed: for payloads that are already
-    /// compressed or random (deflate would only cost time), and for secrets
-    /// sent next to data an attacker chooses (compression leaks their
-    /// length). Without the extension it is the same as `send`.
-    pub fn send_uncompressed(
+    /// Calls `f` on the connection (`send_uncompressed`, `ping`, `close`,
+    /// `accept`, `reject` …), then writes what it has and keeps the
+    /// socket's interest in step.
+    ///
+    /// ```no_run
+    /// # fn run(stream: &mut wharf_mio::WsStream, registry: &mio::Registry) -> Result<(), wharf_core::ConfigError> {
+    /// use wharf_core::CloseCode;
+    /// let now = std::time::Instant::now();
+    /// stream.act(registry, now, |conn| conn.close(CloseCode::NORMAL, "done"))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn act<R>(
         &mut self,
         registry: &Registry,
         now: Instant,
-        message: Message,
-    ) -> Result<(), SendError> {
-        self.conn.send_uncompressed(message)?;
+        f: impl FnOnce(&mut Connection) -> R,
+    ) -> R {
+        let result = f(&mut self.conn);
         self.drive(registry, now);
-        Ok(())
-    }
-
-    /// Starts the closing handshake (§7.1.2).
-    pub fn close(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-        code: CloseCode,
-        reason: &str,
-    ) -> Result<(), ConfigError> {
-        self.conn.close(code, reason)?;
-        self.drive(registry, now);
-        Ok(())
-    }
-
-    /// Closes with 1001: this side is going away (a server shutting down).
-    pub fn go_away(&mut self, registry: &Registry, now: Instant) {
-        self.conn.close_going_away();
-        self.drive(registry, now);
-    }
-
-    /// Server: answers the upgrade request reported by `Event::Request`.
-    pub fn accept(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-        accept: wharf_core::Accept,
-    ) -> Result<(), ConfigError> {
-        self.conn.accept(accept)?;
-        self.drive(registry, now);
-        Ok(())
-    }
-
-    /// Server: refuses the upgrade request with an HTTP error.
-    pub fn reject(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-        reject: wharf_core::Reject,
-    ) -> Result<(), ConfigError> {
-        self.conn.reject(reject)?;
-        self.drive(registry, now);
-        Ok(())
+        result
     }
 
     /// The next connection event. Taking an event can make the connection

@@ -121,7 +121,8 @@ fn serve(
                     .unwrap(),
                 Event::Message(m) if m.payload().starts_with(b"raw:") => {
                     server
-                        .send_uncompressed(poll.registry(), now, id, m)
+                        .act(poll.registry(), now, id, |c| c.send_uncompressed(m))
+                        .expect("live")
                         .unwrap();
                     counts.push((allocs(), live()));
                 }

@@ -34,7 +34,8 @@ fn ticks(len: usize, seed: usize) -> String {
 
 /// An open client/server pair with `config`.
 fn pair(config: Config) -> (Connection, Connection) {
-    wharf_core::bench_api::open_pair(Arc::new(config), None, None, Instant::now())
+    let config = Arc::new(config);
+    wharf_core::pair::open(config.clone(), config, None, None, Instant::now())
 }
 
 /// Sends `msgs` client → server; returns the wire bytes.

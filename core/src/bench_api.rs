@@ -5,13 +5,9 @@
 //!
 //! Not part of the supported API: hidden from the docs and free to change.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use crate::error::ProtocolError;
 use crate::frame::{self, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::utf8::Utf8Validator;
-use crate::{Accept, ClientRequest, ClientTls, Config, Connection, Event, ServerTls};
 
 /// A byte slice as `std::io::Read` and a `Vec<u8>` as `std::io::Write`
 /// that copy as the connection does (in 2 KiB pieces, see the `copy`
@@ -162,46 +158,4 @@ pub fn append(dst: &mut Vec<u8>, src: &[u8]) {
 #[must_use]
 pub fn accept_key(key: &str) -> String {
     crate::handshake::accept_key(key)
-}
-
-/// A client and a server [`Connection`] with `config`, joined in memory and
-/// open at `now` (the opening handshake run to its end, TLS first when both
-/// sides have a TLS configuration; the server accepts the defaults).
-///
-/// # Panics
-///
-/// If the pair does not open: a benchmark's set-up is wrong then.
-#[must_use]
-pub fn open_pair(
-    config: Arc<Config>,
-    client_tls: Option<&ClientTls>,
-    server_tls: Option<&ServerTls>,
-    now: Instant,
-) -> (Connection, Connection) {
-    let url = if client_tls.is_some() {
-        "wss://localhost/"
-    } else {
-        "ws://localhost/"
-    };
-    let request = ClientRequest::new(url).expect("a valid URL");
-    let mut client = Connection::client(config.clone(), &request, client_tls, now).expect("client");
-    let mut server = Connection::server(config, server_tls, now).expect("server");
-    let mut wire = Vec::new();
-    // TLS 1.3 and the upgrade take four flights; a few more are harmless.
-    for _ in 0..8 {
-        while client.poll_transmit(&mut wire) > 0 {}
-        server.handle_input(now, &wire);
-        wire.clear();
-        while let Some(e) = server.poll_event() {
-            if let Event::Request(_) = e {
-                server.accept(Accept::default()).expect("accept");
-            }
-        }
-        while server.poll_transmit(&mut wire) > 0 {}
-        client.handle_input(now, &wire);
-        wire.clear();
-        while client.poll_event().is_some() {}
-    }
-    assert!(client.is_open() && server.is_open(), "the pair opened");
-    (client, server)
 }

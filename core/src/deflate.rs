@@ -17,9 +17,9 @@ use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::config::DeflateConfig;
-use crate::connection::Role;
 use crate::error::ProtocolError;
 use crate::handshake::DeflateParams;
+use crate::role::Role;
 
 /// The RSV1 bit in [`FrameHeader::rsv`](crate::frame::FrameHeader): "Per-Message
 /// Compressed" on the first frame of a message (RFC 7692 §6).

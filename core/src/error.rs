@@ -1,7 +1,7 @@
 //! Typed errors. Peer faults ([`ProtocolError`], [`HandshakeError`], [`TlsError`])
 //! are kept apart from caller misuse ([`SendError`], [`ConfigError`]).
 
-use crate::close::CloseCode;
+use crate::close_code::CloseCode;
 use crate::message::Message;
 
 /// Why a connection failed. Sticky: once a connection has failed it only closes.

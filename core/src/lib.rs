@@ -137,6 +137,7 @@ pub struct Readme;
 
 mod client;
 mod close;
+mod close_code;
 mod config;
 mod connection;
 mod copy;
@@ -149,13 +150,19 @@ mod handshake;
 mod message;
 mod reconnect;
 mod rng;
+mod role;
 mod timer;
 mod tls;
 mod utf8;
 
+// Test and benchmark support (feature `_internal`), not part of the API.
+#[cfg(feature = "_internal")]
 #[doc(hidden)]
 pub mod bench_api;
-#[cfg(any(test, feature = "test-certs"))]
+#[cfg(any(test, feature = "_internal"))]
+#[doc(hidden)]
+pub mod pair;
+#[cfg(any(test, feature = "_internal"))]
 #[doc(hidden)]
 pub mod test_certs;
 

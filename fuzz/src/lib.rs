@@ -116,22 +116,13 @@ pub fn open_pair_with(
         .deflate
         .clone()
         .zip(server_config.deflate.clone());
-    let request = ClientRequest::new("ws://localhost/").expect("a constant, valid URL");
-    let mut client =
-        Connection::client_with_rng(Arc::new(client_config), &request, None, now, rng(1))
-            .expect("plaintext client needs no TLS");
-    let mut server = Connection::server_with_rng(Arc::new(server_config), None, now, rng(2))
-        .expect("plaintext server needs no TLS");
-    let wire = drain(&mut client);
-    server.handle_input(now, &wire);
-    match server.poll_event() {
-        Some(Event::Request(_)) => server.accept(Accept::default()).expect("valid request"),
-        other => panic!("server did not see the request: {other:?}"),
-    }
-    assert!(matches!(server.poll_event(), Some(Event::Open(_))));
-    let wire = drain(&mut server);
-    client.handle_input(now, &wire);
-    assert!(matches!(client.poll_event(), Some(Event::Open(_))));
+    let (client, server) = wharf_core::pair::open(
+        Arc::new(client_config),
+        Arc::new(server_config),
+        None,
+        None,
+        now,
+    );
     assert!(client.is_open() && server.is_open());
     match &deflate {
         Some((c, s)) => {
@@ -446,21 +437,6 @@ fn frame_decode_config(flags: u8) -> Config {
     config
 }
 
-/// `frame_decode`. Input: flags (see [`frame_decode_config`]), a split count
-/// (0..=15), that many `u16` split points, then the frame bytes.
-///
-/// 1. Header codec: walking the frames of the input, every header that
-///    decodes decodes to "need more" on each shorter prefix, re-encodes to at
-///    most as many bytes, to the very same bytes when its length encoding was
-///    minimal, and decodes back to the same header; a header that fails fails
-///    with one error on every prefix that is long enough to decide it. With
-///    permessage-deflate the codec admits RSV1 and no other RSV bit.
-/// 2. Incremental decoding: an open connection fed the bytes whole and a
-///    second, identical one fed them cut at the split points (straight into
-///    its buffer while `read_with` lends it) report the same
-///    events (stream mode: the same data, chunk boundaries aside) and write
-///    the same bytes; with permessage-deflate, wherever the cuts fall in the
-///    compressed data.
 /// Feeds `piece` as the tokio adapter reads: straight into the connection's
 /// buffer while `read_with` lends it (a large frame arriving), else through
 /// `handle_input`.
@@ -499,6 +475,21 @@ fn detach(event: Event) -> Event {
     }
 }
 
+/// `frame_decode`. Input: flags (see [`frame_decode_config`]), a split count
+/// (0..=15), that many `u16` split points, then the frame bytes.
+///
+/// 1. Header codec: walking the frames of the input, every header that
+///    decodes decodes to "need more" on each shorter prefix, re-encodes to at
+///    most as many bytes, to the very same bytes when its length encoding was
+///    minimal, and decodes back to the same header; a header that fails fails
+///    with one error on every prefix that is long enough to decide it. With
+///    permessage-deflate the codec admits RSV1 and no other RSV bit.
+/// 2. Incremental decoding: an open connection fed the bytes whole and a
+///    second, identical one fed them cut at the split points (straight into
+///    its buffer while `read_with` lends it) report the same
+///    events (stream mode: the same data, chunk boundaries aside) and write
+///    the same bytes; with permessage-deflate, wherever the cuts fall in the
+///    compressed data.
 pub fn run_frame_decode(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let Some(flags) = take_u8(&mut u) else { return };

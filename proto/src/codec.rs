@@ -5,12 +5,7 @@ use prost::Message as _;
 use wharf_core::{Bytes, Message};
 
 use crate::error::ProtoError;
-use crate::wire::{self, envelope::Body, Envelope, Status};
-
-/// The protocol version this crate speaks, sent in every envelope.
-/// An envelope with any other version is refused
-/// ([`ProtoError::UnsupportedVersion`]).
-pub const PROTOCOL_VERSION: u32 = 1;
+use crate::wire::{self, envelope::Body, Envelope, Status, PROTOCOL_VERSION};
 
 /// Wraps `body` in an [`Envelope`] of [`PROTOCOL_VERSION`] and encodes it as
 /// one binary WebSocket message.

@@ -3,7 +3,7 @@
 
 use wharf_core::Bytes;
 
-use crate::codec::PROTOCOL_VERSION;
+use crate::wire::PROTOCOL_VERSION;
 
 /// A message from the peer that this side could not use. The connection
 /// stays up: the message is skipped, and when it carried a request id the

@@ -126,10 +126,15 @@ mod tokio_server;
 pub mod wire {
     #![allow(clippy::all, clippy::pedantic)]
     include!(concat!(env!("OUT_DIR"), "/wharf.v1.rs"));
+
+    /// The protocol version this crate speaks, sent in every envelope.
+    /// An envelope with any other version is refused
+    /// ([`ProtoError::UnsupportedVersion`](crate::ProtoError::UnsupportedVersion)).
+    pub const PROTOCOL_VERSION: u32 = 1;
 }
 
 pub use client::{ClientEvent, ClientSession, ClientSessionConfig, OnReconnect};
-pub use codec::{decode, encode, PROTOCOL_VERSION};
+pub use codec::{decode, encode};
 pub use error::{ProtoError, RequestError, ServerError, SubmitError};
 pub use server::{ConnectionId, ServerEvent, ServerSession, ServerSessionConfig};
 #[cfg(feature = "tokio")]
@@ -138,6 +143,7 @@ pub use tokio_client::{Client, ClientBuilder, ClientStatus, FrameEvent, Frames};
 pub use tokio_server::{Publisher, Server, ServerBuilder};
 pub use wire::envelope::Body;
 pub use wire::result::Outcome;
+pub use wire::PROTOCOL_VERSION;
 pub use wire::{
     Envelope, Frame, Register, RegisterAck, Request, Result as RequestResult, Status,
     StreamPosition, Subscription,

@@ -130,7 +130,8 @@ impl Echo {
         let mut config = Config::default();
         config.max_outgoing_frame = 16 << 20;
         let config = Arc::new(config);
-        let (client, server) = bench_api::open_pair(
+        let (client, server) = wharf_core::pair::open(
+            config.clone(),
             config,
             use_tls.then_some(&tls.wharf_client),
             use_tls.then_some(&tls.wharf),

@@ -13,6 +13,8 @@ mod send;
 mod state;
 mod vectored;
 
+pub use crate::role::Role;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,15 +37,6 @@ use self::delivery::Delivery;
 use self::recv::Rx;
 use self::send::TxMessage;
 use self::state::{Ending, Phase};
-
-/// Which end of the connection this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Sends the upgrade request and masks its frames (§5.3).
-    Client,
-    /// Answers the upgrade request; its frames are not masked.
-    Server,
-}
 
 enum Transport {
     Plain,
