@@ -190,8 +190,9 @@ impl WsServer {
         self.deadlines.first().map(|(t, _)| *t)
     }
 
-    /// The next event of any connection. Events are taken from a connection
-    /// one at a time, so what the application does in answer to one (say, an
+    /// The next event of any connection, taking turns between the
+    /// connections that have some. Events are taken from a connection one
+    /// at a time, so what the application does in answer to one (say, an
     /// echo) goes out before what the connection does next (say, the Close
     /// for a protocol violation that followed in the same read).
     ///
@@ -209,6 +210,13 @@ impl WsServer {
                     slot,
                     generation: s.generation,
                 };
+                // Round robin: a connection that always has events (a peer
+                // sending as fast as the application takes) does not keep
+                // the others waiting.
+                if self.ready.len() > 1 {
+                    self.ready.pop_front();
+                    self.ready.push_back(slot);
+                }
                 return Some((id, event));
             }
             s.ready = false;
