@@ -62,7 +62,8 @@ struct Slot {
 ///
 /// Every event a connection reports comes out of [`poll_event`](Self::poll_event)
 /// with its [`ConnId`], including [`Event::Request`], which the application
-/// answers with [`accept`](Self::accept) or [`reject`](Self::reject).
+/// answers with [`accept`](Self::accept), or rejects through
+/// [`act`](Self::act).
 /// Connections that finished are deregistered and dropped by the server after
 /// their `Closed` event.
 pub struct WsServer {

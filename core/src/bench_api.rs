@@ -9,10 +9,34 @@ use crate::error::ProtocolError;
 use crate::frame::{self, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::utf8::Utf8Validator;
 
-/// A byte slice as `std::io::Read` and a `Vec<u8>` as `std::io::Write`
-/// that copy as the connection does (in 2 KiB pieces, see the `copy`
-/// module): for a harness that stands in for the kernel's copies.
-pub use crate::copy::{Reader, Writer};
+/// A byte slice as `std::io::Read` that copies as the connection does (in
+/// 2 KiB pieces, see the `copy` module): for a harness that stands in for
+/// the kernel's copies.
+pub struct Reader<'a>(pub &'a [u8]);
+
+impl std::io::Read for Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut inner = crate::copy::Reader(self.0);
+        let n = inner.read(buf)?;
+        self.0 = inner.0;
+        Ok(n)
+    }
+}
+
+/// A `Vec<u8>` as `std::io::Write` that appends as the connection does (in
+/// 2 KiB pieces).
+pub struct Writer<'a>(pub &'a mut Vec<u8>);
+
+impl std::io::Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::copy::append(self.0, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Longest frame header: 2 + 8 (length) + 4 (mask key) bytes (RFC 6455 §5.2).
 pub const HEADER_BUF_LEN: usize = MAX_HEADER_LEN;

@@ -76,7 +76,7 @@ fn copy_into(dst: &mut [u8], src: &[u8]) {
 /// 2 KiB pieces): for handing bytes to a library that reads them into its
 /// own buffer (rustls' `read_tls`), whose copy would otherwise be one
 /// `memcpy`.
-pub struct Reader<'a>(pub &'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl io::Read for Reader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -91,7 +91,7 @@ impl io::Read for Reader<'_> {
 /// A `Vec<u8>` written as `std::io::Write`, appending as `append` does
 /// (in 2 KiB pieces): for a library that writes into a caller's buffer
 /// (rustls' `write_tls`).
-pub struct Writer<'a>(pub &'a mut Vec<u8>);
+pub(crate) struct Writer<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl io::Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

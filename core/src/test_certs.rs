@@ -3,11 +3,11 @@
 //! self-signed) for the failure paths.
 //!
 //! Compiled in this crate's own tests and, for other crates and integration
-//! tests, behind the `test-certs` feature:
+//! tests, behind the internal `_internal` feature:
 //!
 //! ```toml
 //! [dev-dependencies]
-//! wharf-core = { path = "../core", features = ["test-certs"] }
+//! wharf-core = { path = "../core", features = ["_internal"] }
 //! ```
 //!
 //! Not part of the stable API. Keys are ECDSA P-256; every PEM is a `String`.
