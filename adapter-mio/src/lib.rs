@@ -84,7 +84,9 @@ mod socket;
 mod stream;
 
 pub use client::ReconnectingClient;
-pub use server::{ConnId, ServerOptions, WsServer};
+pub use server::{ServerOptions, WsServer};
 pub use stream::{ConnectError, WsStream};
 pub use wharf_core;
-pub use wharf_core::{ClientEvent, ClientOptions, Disconnect, Disconnected, RegistrationHook};
+pub use wharf_core::{
+    ClientEvent, ClientOptions, ConnId, Disconnect, Disconnected, RegistrationHook,
+};

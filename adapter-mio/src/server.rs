@@ -1,6 +1,5 @@
 //! A WebSocket server: a listener and its connections in the caller's `Poll`.
 
-use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,9 +7,12 @@ use std::time::Instant;
 
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
-use wharf_core::{Accept, Config, ConfigError, Connection, Event, Message, SendError, ServerTls};
+use wharf_core::{
+    Accept, Config, ConfigError, ConnId, Connection, ConnectionSet, Event, Message, SendError,
+    ServerTls,
+};
 
-use crate::stream::WsStream;
+use crate::socket::{Readiness, Socket};
 
 /// Settings of a [`WsServer`].
 #[derive(Debug, Clone)]
@@ -40,45 +42,28 @@ impl Default for ServerOptions {
     }
 }
 
-/// Identifies one connection of a [`WsServer`]. Ids are not reused while a
-/// server runs (a slot's generation changes), so a stale id finds nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    slot: usize,
-    generation: u64,
-}
-
-struct Slot {
-    stream: WsStream,
-    generation: u64,
-    /// The deadline registered in `deadlines` for this slot: never later
-    /// than the connection's own (see `WsServer::after`).
-    deadline: Option<Instant>,
-    /// Listed in `ready`: it may have events to report.
-    ready: bool,
-}
-
 /// A listener and its connections, all driven inside the caller's `Poll`.
 ///
 /// Every event a connection reports comes out of [`poll_event`](Self::poll_event)
 /// with its [`ConnId`], including [`Event::Request`], which the application
 /// answers with [`accept`](Self::accept), or rejects through
-/// [`act`](Self::act).
-/// Connections that finished are deregistered and dropped by the server after
-/// their `Closed` event.
+/// [`act`](Self::act). Connections that finished are deregistered and
+/// dropped by the server after their `Closed` event.
+///
+/// The decisions between connections (whose events come next, which
+/// deadline is due, the connection limit, what a shutdown sends) are the
+/// core's [`ConnectionSet`]; this type keeps a socket beside each of its
+/// connections and moves bytes.
 pub struct WsServer {
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    options: ServerOptions,
-    /// Boxed: a `Slot` is about 1 KB (1,040 bytes on x86-64), and the
-    /// vector keeps the length and capacity of the busiest moment; an empty
-    /// slot then costs 8 bytes instead.
-    slots: Vec<Option<Box<Slot>>>,
-    free: Vec<usize>,
-    next_generation: u64,
-    deadlines: BTreeSet<(Instant, usize)>,
-    /// Slots that may have events, in the order they became ready.
-    ready: VecDeque<usize>,
+    first_token: usize,
+    max_connections: usize,
+    set: ConnectionSet,
+    /// The socket of each connection, at its `ConnId::index`.
+    sockets: Vec<Option<Socket>>,
+    /// The latest `now` seen.
+    now: Instant,
     /// Connections refused at accept time (socket or TLS setup failure).
     accept_errors: u64,
 }
@@ -87,8 +72,7 @@ impl std::fmt::Debug for WsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WsServer")
             .field("local_addr", &self.local_addr)
-            .field("connections", &self.connection_count())
-            .field("accepting", &self.listener.is_some())
+            .field("set", &self.set)
             .finish_non_exhaustive()
     }
 }
@@ -105,12 +89,11 @@ impl WsServer {
         Ok(WsServer {
             listener: Some(listener),
             local_addr,
-            options,
-            slots: Vec::new(),
-            free: Vec::new(),
-            next_generation: 0,
-            deadlines: BTreeSet::new(),
-            ready: VecDeque::new(),
+            first_token: options.first_token,
+            max_connections: options.max_connections,
+            set: ConnectionSet::new(options.config, options.tls, options.max_connections),
+            sockets: Vec::new(),
+            now: Instant::now(),
             accept_errors: 0,
         })
     }
@@ -124,11 +107,7 @@ impl WsServer {
     /// Registers the listener with `registry`.
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
         if let Some(listener) = self.listener.as_mut() {
-            registry.register(
-                listener,
-                Token(self.options.first_token),
-                Interest::READABLE,
-            )?;
+            registry.register(listener, Token(self.first_token), Interest::READABLE)?;
         }
         Ok(())
     }
@@ -136,14 +115,13 @@ impl WsServer {
     /// Whether `token` belongs to this server (its listener or a connection).
     #[must_use]
     pub fn owns(&self, token: Token) -> bool {
-        let first = self.options.first_token;
-        token.0 >= first && token.0 <= first + self.options.max_connections
+        token.0 >= self.first_token && token.0 <= self.first_token + self.max_connections
     }
 
     /// Open connections (any state).
     #[must_use]
     pub fn connection_count(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.set.len()
     }
 
     /// Sockets that could not be set up at accept time.
@@ -154,32 +132,30 @@ impl WsServer {
 
     /// Handles a mio event whose token this server [`owns`](Self::owns).
     pub fn handle_event(&mut self, registry: &Registry, event: &mio::event::Event, now: Instant) {
+        self.now = now;
         let token = event.token();
-        if token.0 == self.options.first_token {
-            self.accept_all(registry, now);
-            return;
+        if token.0 == self.first_token {
+            return self.accept_all(registry, now);
         }
-        let Some(slot) = token.0.checked_sub(self.options.first_token + 1) else {
+        let Some(index) = token.0.checked_sub(self.first_token + 1) else {
             return;
         };
-        if let Some(Some(s)) = self.slots.get_mut(slot) {
-            s.stream.handle_event(registry, event, now);
-            self.after(registry, slot, now);
-        }
+        let Some(id) = self.set.id_at(index) else {
+            return;
+        };
+        self.with(registry, id, |socket, conn| {
+            socket.on_event(conn, &Readiness::of(event), now);
+            socket.drive(conn, registry, now);
+        });
     }
 
     /// Runs every connection timer due at `now`.
     pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
-        while let Some(&(at, slot)) = self.deadlines.first() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            if let Some(Some(s)) = self.slots.get_mut(slot) {
-                s.deadline = None;
-                s.stream.handle_timeout(registry, now);
-                self.after(registry, slot, now);
-            }
+        self.now = now;
+        while let Some(id) = self.set.poll_due(now) {
+            self.with(registry, id, |socket, conn| {
+                socket.drive(conn, registry, now)
+            });
         }
     }
 
@@ -188,42 +164,24 @@ impl WsServer {
     /// the earlier time); `handle_timeout` then only re-registers.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(t, _)| *t)
+        self.set.poll_timeout()
     }
 
-    /// The next event of any connection, taking turns between the
-    /// connections that have some. Events are taken from a connection one
-    /// at a time, so what the application does in answer to one (say, an
-    /// echo) goes out before what the connection does next (say, the Close
-    /// for a protocol violation that followed in the same read).
+    /// The next event of any connection, the connections with events
+    /// taking turns (see [`ConnectionSet`]).
     ///
     /// Connections whose last event was taken and whose socket is done are
     /// dropped here.
     #[must_use]
     pub fn poll_event(&mut self, registry: &Registry) -> Option<(ConnId, Event)> {
-        while let Some(&slot) = self.ready.front() {
-            let Some(Some(s)) = self.slots.get_mut(slot) else {
-                self.ready.pop_front();
-                continue;
-            };
-            if let Some(event) = s.stream.poll_event(registry) {
-                let id = ConnId {
-                    slot,
-                    generation: s.generation,
-                };
-                // Round robin: a connection that always has events (a peer
-                // sending as fast as the application takes) does not keep
-                // the others waiting.
-                if self.ready.len() > 1 {
-                    self.ready.pop_front();
-                    self.ready.push_back(slot);
-                }
+        let now = self.now;
+        while let Some(id) = self.set.next_ready() {
+            let event = self.with(registry, id, |socket, conn| {
+                socket.poll_event(conn, registry, now)
+            });
+            if let Some(event) = event.flatten() {
                 return Some((id, event));
             }
-            s.ready = false;
-            self.ready.pop_front();
-            let now = s.stream.last_now();
-            self.after(registry, slot, now);
         }
         None
     }
@@ -248,10 +206,11 @@ impl WsServer {
         id: ConnId,
         message: Message,
     ) -> Result<(), SendError> {
-        match self.live(id) {
-            Some(slot) => self.act_on(registry, now, slot, |conn| conn.send(message)),
-            None => Err(SendError::NotOpen(message)),
+        if self.set.get(id).is_none() {
+            return Err(SendError::NotOpen(message));
         }
+        self.act(registry, now, id, |conn| conn.send(message))
+            .expect("the connection is live")
     }
 
     /// Calls `f` on the connection `id` (`send_uncompressed`, `ping`,
@@ -264,23 +223,12 @@ impl WsServer {
         id: ConnId,
         f: impl FnOnce(&mut Connection) -> R,
     ) -> Option<R> {
-        let slot = self.live(id)?;
-        Some(self.act_on(registry, now, slot, f))
-    }
-
-    fn act_on<R>(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-        slot: usize,
-        f: impl FnOnce(&mut Connection) -> R,
-    ) -> R {
-        let result = self
-            .stream(slot)
-            .expect("callers found the slot live")
-            .act(registry, now, f);
-        self.after(registry, slot, now);
-        result
+        self.now = now;
+        self.with(registry, id, |socket, conn| {
+            let result = f(conn);
+            socket.drive(conn, registry, now);
+            result
+        })
     }
 
     /// Graceful shutdown: stops accepting and closes every connection with
@@ -288,14 +236,16 @@ impl WsServer {
     /// [`connection_count`](Self::connection_count) is 0; the close timeout
     /// bounds how long that takes.
     pub fn shutdown(&mut self, registry: &Registry, now: Instant) {
+        self.now = now;
         if let Some(mut listener) = self.listener.take() {
             let _ = registry.deregister(&mut listener);
         }
-        for slot in 0..self.slots.len() {
-            if let Some(s) = self.stream(slot) {
-                s.act(registry, now, Connection::close_going_away);
-            }
-            self.after(registry, slot, now);
+        self.set.shutdown();
+        let ids: Vec<ConnId> = self.set.ids().collect();
+        for id in ids {
+            self.with(registry, id, |socket, conn| {
+                socket.drive(conn, registry, now)
+            });
         }
     }
 
@@ -305,28 +255,39 @@ impl WsServer {
         self.listener.is_some()
     }
 
-    fn live(&self, id: ConnId) -> Option<usize> {
-        match self.slots.get(id.slot) {
-            Some(Some(s)) if s.generation == id.generation => Some(id.slot),
-            _ => None,
+    /// Runs `f` on the socket and connection of `id`, then hands the
+    /// connection back to the set, dropping the socket if the set says it
+    /// is done; `None` when there is no such connection.
+    fn with<R>(
+        &mut self,
+        registry: &Registry,
+        id: ConnId,
+        f: impl FnOnce(&mut Socket, &mut Connection) -> R,
+    ) -> Option<R> {
+        let conn = self.set.get_mut(id)?;
+        let socket = self.sockets.get_mut(id.index())?.as_mut()?;
+        let result = f(socket, conn);
+        if self.set.update(id, socket.io_error.is_some()) {
+            if let Some(mut socket) = self.sockets[id.index()].take() {
+                let _ = socket.deregister(registry);
+            }
+            // A slot is free: connections waiting in the backlog get it.
+            if self.listener.is_some() {
+                self.accept_all(registry, self.now);
+            }
         }
-    }
-
-    fn stream(&mut self, slot: usize) -> Option<&mut WsStream> {
-        self.slots.get_mut(slot)?.as_mut().map(|s| &mut s.stream)
+        Some(result)
     }
 
     fn accept_all(&mut self, registry: &Registry, now: Instant) {
-        loop {
-            if self.connection_count() >= self.options.max_connections {
-                // Left in the backlog; accepted when a slot frees up.
-                return;
-            }
+        // Beyond the limit, connections are left in the backlog and
+        // accepted when a slot frees up.
+        while self.set.has_room() {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            let (socket, _addr) = match listener.accept() {
-                Ok(pair) => pair,
+            let socket = match listener.accept() {
+                Ok((socket, _addr)) => socket,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -336,81 +297,24 @@ impl WsServer {
                     return;
                 }
             };
-            let conn = match Connection::server(
-                self.options.config.clone(),
-                self.options.tls.as_ref(),
-                now,
-            ) {
-                Ok(c) => c,
-                Err(_) => {
-                    self.accept_errors += 1;
-                    continue;
-                }
-            };
-            let slot = match self.free.pop() {
-                Some(slot) => slot,
-                None => {
-                    self.slots.push(None);
-                    self.slots.len() - 1
-                }
-            };
-            let token = Token(self.options.first_token + 1 + slot);
-            let mut stream = WsStream::new(socket, conn, token);
-            if stream.register(registry).is_err() {
+            let Ok(id) = self.set.insert(now) else {
                 self.accept_errors += 1;
-                self.free.push(slot);
+                continue;
+            };
+            let index = id.index();
+            let mut socket = Socket::new(socket, Token(self.first_token + 1 + index), true);
+            if socket.register(registry).is_err() {
+                self.accept_errors += 1;
+                self.set.remove(id);
                 continue;
             }
-            self.next_generation += 1;
-            self.slots[slot] = Some(Box::new(Slot {
-                stream,
-                generation: self.next_generation,
-                deadline: None,
-                ready: false,
-            }));
-            self.after(registry, slot, now);
-        }
-    }
-
-    /// Marks a connection as having events, refreshes its deadline, and
-    /// drops it once finished (and all its events were taken).
-    fn after(&mut self, registry: &Registry, slot: usize, now: Instant) {
-        let Some(Some(s)) = self.slots.get_mut(slot) else {
-            return;
-        };
-        if !s.ready && s.stream.has_events() {
-            s.ready = true;
-            self.ready.push_back(slot);
-        }
-        // Only an earlier deadline is registered again. A busy connection
-        // pushes its timers later on every message (keepalive, giving back
-        // large buffers); re-sorting the set each time would cost two tree
-        // updates per message, and allocations once many connections are
-        // in it. A registration left too early fires, runs the connection's
-        // timers early (harmless) and registers the deadline then due.
-        let deadline = s.stream.poll_timeout();
-        let earlier = match (deadline, s.deadline) {
-            (Some(new), Some(old)) => new < old,
-            (new, old) => new.is_some() && old.is_none(),
-        };
-        if earlier {
-            if let Some(old) = s.deadline {
-                self.deadlines.remove(&(old, slot));
+            if self.sockets.len() <= index {
+                self.sockets.resize_with(index + 1, || None);
             }
-            self.deadlines.extend(deadline.map(|new| (new, slot)));
-            s.deadline = deadline;
-        }
-        if s.stream.is_finished() && !s.ready {
-            if let Some(d) = s.deadline.take() {
-                self.deadlines.remove(&(d, slot));
-            }
-            let _ = s.stream.deregister(registry);
-            self.slots[slot] = None;
-            self.free.push(slot);
-            // A slot is free: connections waiting in the backlog get it.
-            if self.listener.is_some() {
-                self.accept_all(registry, now);
-            }
+            self.sockets[index] = Some(socket);
+            self.with(registry, id, |socket, conn| {
+                socket.drive(conn, registry, now)
+            });
         }
     }
 }

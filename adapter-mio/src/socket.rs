@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use wharf_core::{BytesMut, Endpoint};
+use wharf_core::{BytesMut, Connection, Endpoint, Event};
 
 /// Bytes read from the socket in one `read` call (outside large frames,
 /// which are read straight into the connection's buffer).
@@ -159,6 +159,26 @@ impl Socket {
                 || event.error;
             self.read(ep, now, to_the_end);
         }
+    }
+
+    /// The connection's next event. Taking one can let a connection held
+    /// at its receive bound read on, and make it write (a Close after a
+    /// protocol violation waits until the events before it were taken), so
+    /// this reads and writes what is due too.
+    pub(crate) fn poll_event(
+        &mut self,
+        conn: &mut Connection,
+        registry: &Registry,
+        now: Instant,
+    ) -> Option<Event> {
+        let mut event = conn.poll_event();
+        if self.resume(conn, now) && event.is_none() {
+            event = conn.poll_event();
+        }
+        if conn.wants_write() || event.is_none() {
+            self.drive(conn, registry, now);
+        }
+        event
     }
 
     /// Reads on if a read stopped at the receive bound and the endpoint

@@ -165,27 +165,13 @@ impl WsStream {
     /// it were taken), so this writes what is pending too.
     #[must_use]
     pub fn poll_event(&mut self, registry: &Registry) -> Option<Event> {
-        let mut event = self.conn.poll_event();
-        let now = self.now;
-        if self.io.resume(&mut self.conn, now) && event.is_none() {
-            event = self.conn.poll_event();
-        }
-        if self.conn.wants_write() || event.is_none() {
-            self.drive(registry, now);
-        }
-        event
+        self.io.poll_event(&mut self.conn, registry, self.now)
     }
 
     /// Whether [`poll_event`](Self::poll_event) has something to report.
     #[must_use]
     pub fn has_events(&self) -> bool {
         self.conn.has_events()
-    }
-
-    /// The latest `now` this stream was given.
-    #[must_use]
-    pub fn last_now(&self) -> Instant {
-        self.now
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.

@@ -309,14 +309,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         progress
     }
 
-    /// Everything queued that never went out, for `take_unsent`.
-    fn collect_unsent(conn: &mut Connection, held: &mut Option<Outgoing>, st: &mut State) {
-        let mut unsent = conn.take_unsent();
-        unsent.extend(held.take().map(|o| o.message));
-        unsent.extend(st.outgoing.drain(..).map(|o| o.message));
-        st.unsent.append(&mut unsent);
-    }
-
     /// Server: the application decides on the upgrade request.
     fn decide_request(&mut self, request: wharf_core::Request) {
         let decision = match &self.decide {
@@ -357,27 +349,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.published = self.taken;
         wake([writer]);
     }
-
-    /// Marks the connection finished for the handles (once).
-    fn finish(&mut self) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let wakers = {
-            let mut st = self.shared.lock();
-            Self::collect_unsent(&mut self.conn, &mut self.held, &mut st);
-            if st.closed.is_none() {
-                st.closed = Some(abandoned());
-            }
-            st.finished = true;
-            st.driver = None;
-            [st.reader.take(), st.writer.take()]
-        };
-        wake(wakers);
-        // Leave the server's list only now, so its shutdown waits for us.
-        self.registration = None;
-    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
@@ -407,25 +378,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
     }
 }
 
+impl<S> Driver<S> {
+    /// Everything queued that never went out, for `take_unsent`.
+    fn collect_unsent(conn: &mut Connection, held: &mut Option<Outgoing>, st: &mut State) {
+        let mut unsent = conn.take_unsent();
+        unsent.extend(held.take().map(|o| o.message));
+        unsent.extend(st.outgoing.drain(..).map(|o| o.message));
+        st.unsent.append(&mut unsent);
+    }
+
+    /// Marks the connection finished for the handles (once).
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let wakers = {
+            let mut st = self.shared.lock();
+            Self::collect_unsent(&mut self.conn, &mut self.held, &mut st);
+            if st.closed.is_none() {
+                st.closed = Some(abandoned());
+            }
+            st.finished = true;
+            st.driver = None;
+            [st.reader.take(), st.writer.take()]
+        };
+        wake(wakers);
+        // Leave the server's list only now, so its shutdown waits for us.
+        self.registration = None;
+    }
+}
+
 impl<S> Drop for Driver<S> {
     fn drop(&mut self) {
         // Aborted (runtime shutdown) before finishing: tell the handles.
-        if !self.done {
-            self.done = true;
-            let wakers = {
-                let mut st = self.shared.lock();
-                let mut unsent = self.conn.take_unsent();
-                unsent.extend(self.held.take().map(|o| o.message));
-                unsent.extend(st.outgoing.drain(..).map(|o| o.message));
-                st.unsent.append(&mut unsent);
-                if st.closed.is_none() {
-                    st.closed = Some(abandoned());
-                }
-                st.finished = true;
-                st.driver = None;
-                [st.reader.take(), st.writer.take()]
-            };
-            wake(wakers);
-        }
+        self.finish();
     }
 }

@@ -42,7 +42,20 @@ async fn recording_server(
     addr: &str,
     seen: mpsc::UnboundedSender<(usize, Message)>,
 ) -> (SocketAddr, ServerHandle) {
-    let mut server = Server::bind(addr, ServerConfig::new()).await.expect("bind");
+    // The address may be one whose last listener was just aborted: its
+    // task drops the listener on its next turn.
+    let mut tries = 0;
+    let mut server = loop {
+        match Server::bind(addr, ServerConfig::new()).await {
+            Ok(server) => break server,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                eprintln!("bind {addr}: {e}; again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    };
     let local = server.local_addr().expect("bound");
     let handle = server.handle();
     tokio::spawn(async move {

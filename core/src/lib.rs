@@ -140,6 +140,7 @@ mod close;
 mod close_code;
 mod config;
 mod connection;
+mod connection_set;
 mod copy;
 mod deflate;
 mod endpoint;
@@ -173,6 +174,7 @@ pub use client::{
 pub use close::{validate_close, CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, DeflateConfig, MessageMode};
 pub use connection::{Connection, Role};
+pub use connection_set::{ConnId, ConnectionSet};
 pub use endpoint::Endpoint;
 pub use error::{
     ConfigError, Error, ExtensionError, HandshakeError, ProtocolError, SendError, TimeoutKind,

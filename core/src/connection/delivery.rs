@@ -170,10 +170,15 @@ impl Connection {
                 || (self.pending_failure.is_some() && self.inbox.events.is_empty()))
     }
 
-    /// Whether [`poll_event`](Self::poll_event) has something to report.
+    /// Whether [`poll_event`](Self::poll_event) has something to report,
+    /// or is to be called once more: decoding paused at the receive bound
+    /// and the application has taken every event since, so the next call
+    /// decodes on (the message taken last is then no longer counted).
     #[must_use]
     pub fn has_events(&self) -> bool {
-        !self.inbox.events.is_empty() || self.failure_ready()
+        !self.inbox.events.is_empty()
+            || self.failure_ready()
+            || (self.inbox.paused && self.inbox.lent == 0)
     }
 
     /// Data messages dropped because they arrived, after this side had
