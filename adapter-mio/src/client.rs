@@ -78,28 +78,10 @@ impl ReconnectingClient {
         &self.client
     }
 
-    /// A connection is open.
-    #[must_use]
-    pub fn is_connected(&self) -> bool {
-        self.client.is_connected()
-    }
-
     /// The client stopped (shut down, out of attempts, or rejected).
     #[must_use]
     pub fn is_stopped(&self) -> bool {
         self.client.is_stopped() && self.socket.is_none()
-    }
-
-    /// Messages waiting for a connection.
-    #[must_use]
-    pub fn queued(&self) -> usize {
-        self.client.queued()
-    }
-
-    /// Connections that reached Open so far.
-    #[must_use]
-    pub fn connects(&self) -> u64 {
-        self.client.connects()
     }
 
     /// Handles a mio event with this client's token.

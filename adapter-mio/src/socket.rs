@@ -270,12 +270,7 @@ impl Socket {
         if self.io_error.is_none() {
             self.io_error = Some(e);
         }
-        ep.handle_eof(now);
-        // Nothing more can be written.
-        let mut discard = Vec::new();
-        while ep.wants_write() && ep.poll_transmit(&mut discard) > 0 {
-            discard.clear();
-        }
+        ep.handle_transport_error(now);
     }
 
     fn update_interest(&mut self, ep: &impl Endpoint, registry: &Registry) {

@@ -207,41 +207,13 @@ impl WsStream {
 }
 
 /// Starting a client connection failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
     /// The request or TLS settings are invalid.
-    Config(ConfigError),
+    #[error("invalid connection settings: {0}")]
+    Config(#[from] ConfigError),
     /// The socket could not be created or the host not resolved.
-    Io(io::Error),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Config(e) => write!(f, "invalid connection settings: {e}"),
-            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ConnectError::Config(e) => Some(e),
-            ConnectError::Io(e) => Some(e),
-        }
-    }
-}
-
-impl From<ConfigError> for ConnectError {
-    fn from(e: ConfigError) -> Self {
-        ConnectError::Config(e)
-    }
-}
-
-impl From<io::Error> for ConnectError {
-    fn from(e: io::Error) -> Self {
-        ConnectError::Io(e)
-    }
+    #[error("connect failed: {0}")]
+    Io(#[from] io::Error),
 }

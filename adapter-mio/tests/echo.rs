@@ -41,7 +41,7 @@ fn echo_over_ws() {
     l.set_server(server(ServerOptions::default()));
     let url = format!("ws://{}/echo", l.server.as_ref().unwrap().local_addr());
     let c = l.add_client(client(&url, 1, |_| {}));
-    l.run_until(LIMIT, |l| l.clients[c].is_connected());
+    l.run_until(LIMIT, |l| l.clients[c].client().is_connected());
     let sent = messages(12);
     for m in &sent {
         l.send(c, m.clone());
@@ -68,7 +68,7 @@ fn echo_over_wss_with_a_private_ca() {
     {
         let tls = tls.clone();
         let c = l.add_client(client(url, 1 + i, |o| o.tls = Some(tls)));
-        l.run_until(LIMIT, |l| l.clients[c].is_connected());
+        l.run_until(LIMIT, |l| l.clients[c].client().is_connected());
         let sent = messages(6);
         for m in &sent {
             l.send(c, m.clone());
@@ -87,7 +87,9 @@ fn many_clients_against_one_server_in_one_poll() {
     for i in 0..n {
         l.add_client(client(&url, 1 + i, |_| {}));
     }
-    l.run_until(LIMIT, |l| l.clients.iter().all(|c| c.is_connected()));
+    l.run_until(LIMIT, |l| {
+        l.clients.iter().all(|c| c.client().is_connected())
+    });
     assert_eq!(l.server.as_ref().unwrap().connection_count(), n);
     for i in 0..n {
         for j in 0..10 {
@@ -121,7 +123,7 @@ fn client_reconnects_after_a_server_restart_and_delivers_queued_messages_in_orde
 
     // The server goes away: every socket closes at once.
     l.drop_server();
-    l.run_until(LIMIT, |l| !l.clients[c].is_connected());
+    l.run_until(LIMIT, |l| !l.clients[c].client().is_connected());
     l.server_events.clear();
     // While it is gone, messages queue up.
     let queued: Vec<Message> = (0..20)
@@ -138,7 +140,7 @@ fn client_reconnects_after_a_server_restart_and_delivers_queued_messages_in_orde
             .count()
             >= 3
     });
-    assert_eq!(l.clients[c].queued(), 20);
+    assert_eq!(l.clients[c].client().queued(), 20);
 
     // The server comes back on the same address.
     l.set_server(server_on(addr));
@@ -178,7 +180,7 @@ fn graceful_server_shutdown_closes_with_1001() {
     let c = l.add_client(client(&url, 1, |o| {
         o.reconnect = ReconnectConfig::fixed(Duration::from_secs(60));
     }));
-    l.run_until(LIMIT, |l| l.clients[c].is_connected());
+    l.run_until(LIMIT, |l| l.clients[c].client().is_connected());
     let now = std::time::Instant::now();
     let registry = l.poll.registry();
     l.server.as_mut().unwrap().shutdown(registry, now);

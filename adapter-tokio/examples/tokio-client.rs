@@ -20,7 +20,8 @@ use std::process::ExitCode;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wharf_tokio::{
-    ClientConfig, ClientEvent, ClientTls, Disconnect, Message, ReconnectConfig, ReconnectingClient,
+    ClientConfig, ClientEvent, ClientRequest, ClientTls, Disconnect, Message, ReconnectConfig,
+    ReconnectingClient,
 };
 
 const USAGE: &str =
@@ -91,10 +92,9 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         // One attempt; a loss ends the program too (below).
         reconnect.max_attempts = Some(1);
     }
-    let (client, mut events) = ReconnectingClient::builder(&args.url)?
-        .config(config(&args)?)
-        .reconnect(reconnect)
-        .spawn()?;
+    let mut options = config(&args)?.client_options(ClientRequest::new(&args.url)?);
+    options.reconnect = reconnect;
+    let (client, mut events) = ReconnectingClient::spawn(options)?;
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut client = Some(client);

@@ -17,20 +17,15 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use wharf_core::{
-    Client, ClientAction, ClientEvent, ClientOptions, ClientRequest, Message, Open, ReconnectConfig,
-};
+use wharf_core::{Client, ClientAction, ClientEvent, ClientOptions, Message};
 
-use crate::config::{check_supported, ClientConfig};
+use crate::config::check_supported;
 use crate::error::{Error, SendError};
 use crate::link::{now, Link, Timer};
 use crate::shared::{register, wake};
 
 /// Most rounds per poll before the task yields to others.
 const ROUNDS: usize = 64;
-
-/// The registration hook: the messages to send first on every Open.
-type Hook = Arc<dyn Fn(&Open) -> Vec<Message> + Send + Sync>;
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
@@ -61,123 +56,6 @@ impl ClientShared {
         let task = st.task.take();
         drop(st);
         wake([task]);
-    }
-}
-
-/// Builds a [`ReconnectingClient`]; made by [`ReconnectingClient::builder`].
-pub struct ClientBuilder {
-    request: ClientRequest,
-    config: ClientConfig,
-    reconnect: ReconnectConfig,
-    queue_capacity: usize,
-    hook: Option<Hook>,
-}
-
-impl fmt::Debug for ClientBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("url", &self.request.url().as_str())
-            .field("config", &self.config)
-            .field("reconnect", &self.reconnect)
-            .field("queue_capacity", &self.queue_capacity)
-            .field("on_open", &self.hook.is_some())
-            .finish()
-    }
-}
-
-impl ClientBuilder {
-    /// A builder for `request` (URL, subprotocols, headers).
-    #[must_use]
-    pub fn new(request: ClientRequest) -> ClientBuilder {
-        ClientBuilder {
-            request,
-            config: ClientConfig::default(),
-            reconnect: ReconnectConfig::default(),
-            queue_capacity: 1024,
-            hook: None,
-        }
-    }
-
-    /// Connection settings: the core's `Config` and TLS.
-    #[must_use]
-    pub fn config(mut self, config: ClientConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// When to try again (and whether rejections are retried).
-    #[must_use]
-    pub fn reconnect(mut self, reconnect: ReconnectConfig) -> Self {
-        self.reconnect = reconnect;
-        self
-    }
-
-    /// Most messages waiting for a connection (default 1,024; at least 1).
-    #[must_use]
-    pub fn queue_capacity(mut self, messages: usize) -> Self {
-        self.queue_capacity = messages.max(1);
-        self
-    }
-
-    /// Runs on every Open, with what the handshake agreed; its messages go
-    /// out before anything queued.
-    #[must_use]
-    pub fn on_open(mut self, hook: impl Fn(&Open) -> Vec<Message> + Send + Sync + 'static) -> Self {
-        self.hook = Some(Arc::new(hook));
-        self
-    }
-
-    /// Starts the client's task; the first attempt starts at once.
-    ///
-    /// # Errors
-    ///
-    /// Settings no attempt could use ([`Error::Config`],
-    /// [`Error::Unsupported`]).
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    pub fn spawn(self) -> Result<(ReconnectingClient, ClientEvents), Error> {
-        check_supported(&self.config.core)?;
-        let tls = if self.request.is_tls() {
-            Some(self.config.tls_or_default()?)
-        } else {
-            None
-        };
-        let mut options = ClientOptions::new(self.request);
-        options.config = self.config.core.clone();
-        options.tls = tls;
-        options.reconnect = self.reconnect;
-        options.max_queued_messages = self.queue_capacity;
-        if let Some(hook) = self.hook {
-            options.registration = Some(Box::new(move |open: &Open| hook(open)));
-        }
-        let client = Client::new(options, now())?;
-        let shared = Arc::new(ClientShared {
-            inner: Mutex::new(Inner {
-                client,
-                task: None,
-                events: None,
-                room: Vec::new(),
-                handles: 1,
-                events_alive: true,
-            }),
-            done: watch::Sender::new(false),
-        });
-        let task = Task {
-            shared: shared.clone(),
-            link: None,
-            connecting: None,
-            timer: Timer::default(),
-        };
-        // Detached: the task ends by itself when the client stops.
-        drop(tokio::spawn(task));
-        Ok((
-            ReconnectingClient {
-                shared: shared.clone(),
-            },
-            ClientEvents { shared },
-        ))
     }
 }
 
@@ -230,13 +108,55 @@ impl fmt::Debug for ClientPermit<'_> {
 }
 
 impl ReconnectingClient {
-    /// A builder for `url` (`ws://` or `wss://`).
+    /// Starts the client's task for `options`, the core's
+    /// [`ClientOptions`] (the same settings as wharf-mio's client); the
+    /// first attempt starts at once. Without [`ClientOptions::tls`] a
+    /// `wss://` URL trusts the Mozilla root set.
+    ///
+    /// ```no_run
+    /// use wharf_tokio::{ClientOptions, ClientRequest, Message, ReconnectingClient};
+    ///
+    /// # async fn run() -> Result<(), wharf_tokio::Error> {
+    /// let mut options = ClientOptions::new(ClientRequest::new("wss://example.com/feed")?);
+    /// options.registration = Some(Box::new(|_open| vec![Message::text("hello")]));
+    /// let (client, mut events) = ReconnectingClient::spawn(options)?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
-    /// The URL is invalid ([`Error::Config`]).
-    pub fn builder(url: &str) -> Result<ClientBuilder, Error> {
-        Ok(ClientBuilder::new(ClientRequest::new(url)?))
+    /// Settings no attempt could use ([`Error::Config`],
+    /// [`Error::Unsupported`]).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn(options: ClientOptions) -> Result<(ReconnectingClient, ClientEvents), Error> {
+        check_supported(&options.config)?;
+        let client = Client::new(options, now())?;
+        let shared = Arc::new(ClientShared {
+            inner: Mutex::new(Inner {
+                client,
+                task: None,
+                events: None,
+                room: Vec::new(),
+                handles: 1,
+                events_alive: true,
+            }),
+            done: watch::Sender::new(false),
+        });
+        let task = Task {
+            shared: shared.clone(),
+            link: None,
+            connecting: None,
+            timer: Timer::default(),
+        };
+        // Detached: the task ends by itself when the client stops.
+        drop(tokio::spawn(task));
+        let events = ClientEvents {
+            shared: shared.clone(),
+        };
+        Ok((ReconnectingClient { shared }, events))
     }
 
     /// Queues `message`, waiting for room in the queue first. Cancel-safe:
@@ -397,15 +317,11 @@ impl ClientEvents {
             }
             None if st.client.is_stopped() => Poll::Ready(None),
             None => {
-                register_opt(&mut st.events, cx.waker());
+                register(&mut st.events, cx.waker());
                 Poll::Pending
             }
         }
     }
-}
-
-fn register_opt(slot: &mut Option<Waker>, waker: &Waker) {
-    register(slot, waker);
 }
 
 impl Stream for ClientEvents {

@@ -5,7 +5,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use wharf_core::{Accept, ClientTls, Config, MessageMode, Reject, Request, ServerTls};
+use wharf_core::{
+    Accept, ClientOptions, ClientRequest, ClientTls, Config, MessageMode, Reject, Request,
+    ServerTls,
+};
 
 use crate::error::Error;
 
@@ -93,12 +96,14 @@ impl ClientConfig {
         &self.core
     }
 
-    /// The TLS for `wss://`: the one given, or the Mozilla roots.
-    pub(crate) fn tls_or_default(&self) -> Result<ClientTls, Error> {
-        match &self.tls {
-            Some(tls) => Ok(tls.clone()),
-            None => Ok(ClientTls::builder().with_mozilla_roots().build()?),
-        }
+    /// Options for a [`ReconnectingClient`](crate::ReconnectingClient) of
+    /// `request` with these settings (the core's config and the TLS).
+    #[must_use]
+    pub fn client_options(&self, request: ClientRequest) -> ClientOptions {
+        let mut options = ClientOptions::new(request);
+        options.config = self.core.clone();
+        options.tls = self.tls.clone();
+        options
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use wharf_core::{ClientRequest, Connection, TimeoutKind};
+use wharf_core::{ClientRequest, ClientTls, Connection, TimeoutKind};
 
 use crate::config::{check_supported, ClientConfig, ServerConfig};
 use crate::driver::start_server;
@@ -67,11 +67,7 @@ pub async fn connect_request(
     config: &ClientConfig,
 ) -> Result<WebSocket, Error> {
     check_supported(&config.core)?;
-    let tls = if request.is_tls() {
-        Some(config.tls_or_default()?)
-    } else {
-        None
-    };
+    let tls = ClientTls::for_request(config.tls.as_ref(), request)?;
     let limit = config.core.handshake_timeout;
     let stream = tokio::time::timeout(limit, TcpStream::connect((request.host(), request.port())))
         .await

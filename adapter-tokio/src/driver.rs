@@ -20,14 +20,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use wharf_core::{Connection, Event};
+use wharf_core::{CloseInfo, Connection, Event};
 
 use crate::config::{check_supported, Decider, ServerConfig};
 use crate::error::Error;
 use crate::link::{now, Link};
 use crate::shared::{register, wake, CloseRequest, Outgoing, Shared, State, WriteNow};
 use crate::tracker::Registration;
-use crate::websocket::{abandoned, WebSocket};
+use crate::websocket::WebSocket;
 
 /// Most rounds per poll before the task yields to others.
 const ROUNDS: usize = 64;
@@ -397,7 +397,7 @@ impl<S> Driver<S> {
             let mut st = self.shared.lock();
             Self::collect_unsent(&mut self.conn, &mut self.held, &mut st);
             if st.closed.is_none() {
-                st.closed = Some(abandoned());
+                st.closed = Some(CloseInfo::abandoned());
             }
             st.finished = true;
             st.driver = None;

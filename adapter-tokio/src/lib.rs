@@ -78,14 +78,13 @@
 //! ## Staying connected
 //!
 //! ```no_run
-//! use std::time::Duration;
-//! use wharf_tokio::{ClientEvent, Message, ReconnectConfig, ReconnectingClient};
+//! use wharf_tokio::{ClientEvent, ClientOptions, ClientRequest, Message, ReconnectingClient};
 //!
 //! # async fn run() -> Result<(), wharf_tokio::Error> {
-//! let (client, mut events) = ReconnectingClient::builder("wss://example.com/feed")?
-//!     .reconnect(ReconnectConfig::default()) // 1 s × 1.6 ± 20 %, up to 120 s
-//!     .on_open(|_| vec![Message::text("register: sensor-7")])
-//!     .spawn()?;
+//! let mut options = ClientOptions::new(ClientRequest::new("wss://example.com/feed")?);
+//! // options.reconnect: by default 1 s × 1.6 ± 20 %, up to 120 s
+//! options.registration = Some(Box::new(|_| vec![Message::text("register: sensor-7")]));
+//! let (client, mut events) = ReconnectingClient::spawn(options)?;
 //! client.send(Message::text("reading: 21.5")).await?; // queued while disconnected
 //! while let Some(event) = events.recv().await {
 //!     if let ClientEvent::Message(m) = event {
@@ -116,7 +115,7 @@ mod shared;
 mod tracker;
 mod websocket;
 
-pub use client::{ClientBuilder, ClientEvents, ClientPermit, ReconnectingClient};
+pub use client::{ClientEvents, ClientPermit, ReconnectingClient};
 pub use config::{ClientConfig, ServerConfig};
 pub use connect::{accept, accept_io, connect, connect_request};
 pub use error::{Error, SendError};
@@ -125,7 +124,7 @@ pub use websocket::{Permit, WebSocket, WsReader, WsWriter};
 
 pub use wharf_core;
 pub use wharf_core::{
-    Accept, ClientEvent, ClientRequest, ClientTls, CloseCode, CloseInfo, Config, DeflateConfig,
-    Disconnect, Disconnected, Initiator, Message, Open, Reconnect, ReconnectConfig, Reject,
-    Request, Response, ServerTls,
+    Accept, ClientEvent, ClientOptions, ClientRequest, ClientTls, CloseCode, CloseInfo, Config,
+    DeflateConfig, Disconnect, Disconnected, Initiator, Message, Open, Reconnect, ReconnectConfig,
+    RegistrationHook, Reject, Request, Response, ServerTls,
 };

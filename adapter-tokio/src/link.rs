@@ -130,14 +130,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     fn poll_write(&mut self, cx: &mut Context<'_>, ep: &mut impl Endpoint, now: Instant) -> bool {
         if self.write_failed {
-            // Nothing can reach the peer any more: discard.
-            let mut discard = Vec::new();
-            let mut discarded = false;
-            while ep.wants_write() && ep.poll_transmit(&mut discard) > 0 {
-                discard.clear();
-                discarded = true;
+            // Nothing can reach the peer any more: dropped by the core.
+            let pending = ep.wants_write();
+            if pending {
+                ep.handle_transport_error(now);
             }
-            return discarded;
+            return pending;
         }
         if !ep.wants_write() && !self.unflushed {
             return false;
@@ -178,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     fn fail_write(&mut self, ep: &mut impl Endpoint, now: Instant) {
         self.write_failed = true;
         self.read_done = true;
-        ep.handle_eof(now);
+        ep.handle_transport_error(now);
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, ep: &mut impl Endpoint, now: Instant) -> bool {

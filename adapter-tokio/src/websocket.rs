@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_sink::Sink;
-use wharf_core::{CloseCode, CloseInfo, Initiator, Message, Open, Request, Response};
+use wharf_core::{CloseCode, CloseInfo, Message, Open, Request, Response};
 
 use crate::error::{from_close, Error, SendError};
 use crate::shared::{register, wake, CloseRequest, Outgoing, Shared};
@@ -565,7 +565,7 @@ impl WsWriter {
     fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<CloseInfo> {
         let mut st = self.shared.lock();
         if st.finished {
-            return Poll::Ready(st.closed.clone().unwrap_or_else(abandoned));
+            return Poll::Ready(st.closed.clone().unwrap_or_else(CloseInfo::abandoned));
         }
         register(&mut st.writer, cx.waker());
         Poll::Pending
@@ -661,16 +661,4 @@ impl Sink<Message> for WebSocket {
 /// error rather than the driver task.
 pub(crate) fn check_close(code: CloseCode, reason: &str) -> Result<(), Error> {
     Ok(wharf_core::validate_close(code, reason)?)
-}
-
-/// The outcome reported when a driver ended without the core reporting one
-/// (its task was aborted, e.g. by a runtime shutdown).
-pub(crate) fn abandoned() -> CloseInfo {
-    CloseInfo {
-        initiator: Initiator::Local,
-        code: CloseCode::ABNORMAL,
-        reason: String::new(),
-        clean: false,
-        error: Some(wharf_core::Error::TransportClosed),
-    }
 }

@@ -292,12 +292,10 @@ async fn a_reconnecting_client_whose_events_are_not_read_bounds_memory() {
         }
     });
     let config = ClientConfig::new().with_config(deflate_config());
-    let (client, mut events) = ReconnectingClient::builder(&format!("ws://{addr}/"))
-        .expect("url")
-        .config(config)
-        .reconnect(ReconnectConfig::fixed(Duration::from_secs(60)))
-        .spawn()
-        .expect("spawned");
+    let mut options =
+        config.client_options(ClientRequest::new(&format!("ws://{addr}/")).expect("url"));
+    options.reconnect = ReconnectConfig::fixed(Duration::from_secs(60));
+    let (client, mut events) = ReconnectingClient::spawn(options).expect("spawned");
     match within("connected", events.recv()).await {
         Some(ClientEvent::Connected(_)) => {}
         other => panic!("expected Connected, got {other:?}"),

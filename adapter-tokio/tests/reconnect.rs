@@ -11,8 +11,8 @@ use std::time::Duration;
 use support::*;
 use tokio::sync::mpsc;
 use wharf_tokio::{
-    ClientEvent, ClientEvents, CloseCode, Disconnect, Message, ReconnectConfig, ReconnectingClient,
-    SendError, Server, ServerConfig, ServerHandle,
+    ClientEvent, ClientEvents, ClientOptions, ClientRequest, CloseCode, Disconnect, Message,
+    ReconnectConfig, ReconnectingClient, SendError, Server, ServerConfig, ServerHandle,
 };
 
 /// The next event, within the test's bound.
@@ -89,12 +89,13 @@ async fn expect_seen(seen: &mut mpsc::UnboundedReceiver<(usize, Message)>) -> (u
 async fn survives_a_server_restart_with_registration_replayed_and_queue_in_order() {
     let (tx, mut seen) = mpsc::unbounded_channel();
     let (addr, server) = recording_server("127.0.0.1:0", tx.clone()).await;
-    let (client, mut events) = ReconnectingClient::builder(&format!("ws://{addr}/feed"))
-        .expect("url")
-        .reconnect(ReconnectConfig::fixed(Duration::from_millis(50)))
-        .on_open(|_| vec![Message::text("register"), Message::text("subscribe")])
-        .spawn()
-        .expect("spawned");
+    let mut options =
+        ClientOptions::new(ClientRequest::new(&format!("ws://{addr}/feed")).expect("url"));
+    options.reconnect = ReconnectConfig::fixed(Duration::from_millis(50));
+    options.registration = Some(Box::new(|_| {
+        vec![Message::text("register"), Message::text("subscribe")]
+    }));
+    let (client, mut events) = ReconnectingClient::spawn(options).expect("spawned");
 
     wait_for(&mut events, |e| {
         matches!(e, ClientEvent::Connected(_)).then_some(())
@@ -189,11 +190,10 @@ async fn dropping_the_last_handle_ends_every_task() {
     let baseline_fds = fd_count();
     let (tx, mut seen) = mpsc::unbounded_channel();
     let (addr, server) = recording_server("127.0.0.1:0", tx).await;
-    let (client, mut events) = ReconnectingClient::builder(&format!("ws://{addr}/"))
-        .expect("url")
-        .reconnect(ReconnectConfig::fixed(Duration::from_millis(20)))
-        .spawn()
-        .expect("spawned");
+    let mut options =
+        ClientOptions::new(ClientRequest::new(&format!("ws://{addr}/")).expect("url"));
+    options.reconnect = ReconnectConfig::fixed(Duration::from_millis(20));
+    let (client, mut events) = ReconnectingClient::spawn(options).expect("spawned");
     wait_for(&mut events, |e| {
         matches!(e, ClientEvent::Connected(_)).then_some(())
     })
@@ -254,12 +254,11 @@ async fn the_queue_is_bounded_and_shutdown_hands_it_back() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("bound")
     };
-    let (client, mut events) = ReconnectingClient::builder(&format!("ws://{addr}/"))
-        .expect("url")
-        .reconnect(ReconnectConfig::fixed(Duration::from_millis(10)))
-        .queue_capacity(8)
-        .spawn()
-        .expect("spawned");
+    let mut options =
+        ClientOptions::new(ClientRequest::new(&format!("ws://{addr}/")).expect("url"));
+    options.reconnect = ReconnectConfig::fixed(Duration::from_millis(10));
+    options.max_queued_messages = 8;
+    let (client, mut events) = ReconnectingClient::spawn(options).expect("spawned");
     for i in 0..8 {
         client
             .try_send(Message::text(format!("m{i}")))
@@ -310,11 +309,10 @@ async fn gives_up_after_max_attempts() {
     };
     let mut policy = ReconnectConfig::fixed(Duration::from_millis(10));
     policy.max_attempts = Some(3);
-    let (client, mut events) = ReconnectingClient::builder(&format!("ws://{addr}/"))
-        .expect("url")
-        .reconnect(policy)
-        .spawn()
-        .expect("spawned");
+    let mut options =
+        ClientOptions::new(ClientRequest::new(&format!("ws://{addr}/")).expect("url"));
+    options.reconnect = policy;
+    let (client, mut events) = ReconnectingClient::spawn(options).expect("spawned");
     let mut retries = Vec::new();
     while let Some(event) = within("events", events.recv()).await {
         match event {
@@ -348,13 +346,12 @@ async fn a_failed_connection_gives_its_unsent_messages_back() {
     let (addr, peer) = silent_peer().await;
     let mut core = wharf_tokio::Config::default();
     core.max_send_queue = 512 * 1024;
-    let (client, mut events) = ReconnectingClient::builder(&format!("ws://{addr}/"))
-        .expect("url")
-        .config(wharf_tokio::ClientConfig::new().with_config(core))
-        .reconnect(ReconnectConfig::fixed(Duration::from_millis(20)))
-        .queue_capacity(64)
-        .spawn()
-        .expect("spawned");
+    let mut options = wharf_tokio::ClientConfig::new()
+        .with_config(core)
+        .client_options(ClientRequest::new(&format!("ws://{addr}/")).expect("url"));
+    options.reconnect = ReconnectConfig::fixed(Duration::from_millis(20));
+    options.max_queued_messages = 64;
+    let (client, mut events) = ReconnectingClient::spawn(options).expect("spawned");
     wait_for(&mut events, |e| {
         matches!(e, ClientEvent::Connected(_)).then_some(())
     })

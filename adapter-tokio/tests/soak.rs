@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use wharf_tokio::{
-    ClientConfig, ClientEvent, ClientEvents, CloseCode, Disconnect, Message, ReconnectConfig,
-    ReconnectingClient, Server, ServerConfig,
+    ClientConfig, ClientEvent, ClientEvents, ClientRequest, CloseCode, Disconnect, Message,
+    ReconnectConfig, ReconnectingClient, Server, ServerConfig,
 };
 
 /// Default cycle count; `WHARF_SOAK_CYCLES` changes it.
@@ -120,13 +120,11 @@ async fn reconnect_soak_keeps_fds_heap_and_tasks_flat() {
     });
 
     // The client: reconnect at once, register with "hello" on every Open.
-    let (client, mut events) = ReconnectingClient::builder(&format!("{scheme}://{addr}/soak"))
-        .expect("url")
-        .config(client_config)
-        .reconnect(ReconnectConfig::fixed(Duration::ZERO))
-        .on_open(|_| vec![Message::text("hello")])
-        .spawn()
-        .expect("spawned");
+    let mut options = client_config
+        .client_options(ClientRequest::new(&format!("{scheme}://{addr}/soak")).expect("url"));
+    options.reconnect = ReconnectConfig::fixed(Duration::ZERO);
+    options.registration = Some(Box::new(|_| vec![Message::text("hello")]));
+    let (client, mut events) = ReconnectingClient::spawn(options).expect("spawned");
 
     let mut early = None;
     let mut last = None;

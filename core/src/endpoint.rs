@@ -31,6 +31,17 @@ pub trait Endpoint {
     fn wants_write(&self) -> bool;
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     fn poll_timeout(&self) -> Option<Instant>;
+
+    /// The socket failed (a reset, a failed write): the endpoint ends as if
+    /// the transport closed, and what it still had to write is dropped,
+    /// since nothing can reach the peer any more.
+    fn handle_transport_error(&mut self, now: Instant) {
+        self.handle_eof(now);
+        let mut discard = Vec::new();
+        while self.wants_write() && self.poll_transmit(&mut discard) > 0 {
+            discard.clear();
+        }
+    }
 }
 
 impl Endpoint for crate::Connection {

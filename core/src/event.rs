@@ -72,3 +72,19 @@ pub struct CloseInfo {
     /// Why the connection failed, if it did.
     pub error: Option<Error>,
 }
+
+impl CloseInfo {
+    /// How a connection ends that its owner dropped before the core
+    /// reported `Closed` (its task aborted, a runtime shut down): 1006, by
+    /// this side, the transport gone.
+    #[must_use]
+    pub fn abandoned() -> CloseInfo {
+        CloseInfo {
+            initiator: Initiator::Local,
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            clean: false,
+            error: Some(Error::TransportClosed),
+        }
+    }
+}

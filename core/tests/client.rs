@@ -515,9 +515,13 @@ fn a_connect_that_does_not_complete_times_out() {
 }
 
 #[test]
-fn a_wss_url_without_tls_or_stream_mode_is_refused_up_front() {
+fn stream_mode_is_refused_up_front_and_wss_without_tls_trusts_the_mozilla_roots() {
     let now = Instant::now();
-    assert!(Client::new(options("wss://localhost/"), now).is_err());
+    let mut client = Client::new(options("wss://localhost/"), now).expect("default roots");
+    assert!(matches!(
+        client.poll_action(),
+        Some(ClientAction::Connect { port: 443, .. })
+    ));
     let mut o = options("ws://localhost/");
     let mut config = Config::default();
     config.message_mode = wharf_core::MessageMode::Stream;

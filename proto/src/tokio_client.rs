@@ -11,8 +11,8 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::{oneshot, watch, Notify};
 use wharf_core::{Bytes, Message};
 use wharf_tokio::{
-    ClientConfig, ClientEvent as WsEvent, ClientEvents, ClientTls, Disconnect, ReconnectConfig,
-    ReconnectingClient, SendError,
+    ClientConfig, ClientEvent as WsEvent, ClientEvents, ClientRequest, ClientTls, Disconnect,
+    ReconnectConfig, ReconnectingClient, SendError,
 };
 
 use crate::client::{ClientEvent, ClientSession, ClientSessionConfig};
@@ -236,32 +236,31 @@ impl ClientBuilder {
             status: watch::Sender::new(ClientStatus::default()),
         });
         let hook_inner = Arc::downgrade(&inner);
-        let (ws, events) = ReconnectingClient::builder(&self.url)?
-            .config(self.ws)
-            .reconnect(self.reconnect)
-            .queue_capacity(queue)
-            .on_open(move |_open| {
-                // The registration, first on the new connection.
-                let Some(inner) = hook_inner.upgrade() else {
-                    return Vec::new();
-                };
-                let mut st = inner.lock();
-                if st.session.is_connected() {
-                    // The driver has not seen the old connection's end yet.
-                    let resent = st.session.disconnected();
-                    inner
-                        .status
-                        .send_modify(|s| s.requests_resent += resent as u64);
-                }
-                st.opens += 1;
-                st.backlog.clear();
-                st.session.connected();
-                let out: Vec<Message> = std::iter::from_fn(|| st.session.poll_transmit()).collect();
-                drop(st);
-                inner.wake.notify_one();
-                out
-            })
-            .spawn()?;
+        let mut options = self.ws.client_options(ClientRequest::new(&self.url)?);
+        options.reconnect = self.reconnect;
+        options.max_queued_messages = queue;
+        options.registration = Some(Box::new(move |_open| {
+            // The registration, first on the new connection.
+            let Some(inner) = hook_inner.upgrade() else {
+                return Vec::new();
+            };
+            let mut st = inner.lock();
+            if st.session.is_connected() {
+                // The driver has not seen the old connection's end yet.
+                let resent = st.session.disconnected();
+                inner
+                    .status
+                    .send_modify(|s| s.requests_resent += resent as u64);
+            }
+            st.opens += 1;
+            st.backlog.clear();
+            st.session.connected();
+            let out: Vec<Message> = std::iter::from_fn(|| st.session.poll_transmit()).collect();
+            drop(st);
+            inner.wake.notify_one();
+            out
+        }));
+        let (ws, events) = ReconnectingClient::spawn(options)?;
         let (tx, rx) = mpsc::channel(self.frame_buffer);
         let (done_tx, done) = watch::channel(false);
         let driver = Driver {

@@ -174,9 +174,10 @@ impl Client {
     /// A client whose first attempt starts at once: take
     /// [`poll_action`](Self::poll_action).
     ///
-    /// Fails for settings no attempt could use: a `wss://` URL without
-    /// [`ClientOptions::tls`], a TLS server name rustls refuses, stream
-    /// mode (the client delivers whole messages).
+    /// Fails for settings no attempt could use: a TLS server name rustls
+    /// refuses, TLS without a crypto provider, stream mode (the client
+    /// delivers whole messages). A `wss://` URL without
+    /// [`ClientOptions::tls`] trusts the Mozilla root set.
     pub fn new(options: ClientOptions, now: Instant) -> Result<Client, ConfigError> {
         Self::with_rng(options, now, Box::new(OsSeededRng::new()))
     }
@@ -193,6 +194,8 @@ impl Client {
                 "the reconnecting client delivers whole messages (MessageMode::Reassemble)",
             ));
         }
+        let mut options = options;
+        options.tls = ClientTls::for_request(options.tls.as_ref(), &options.request)?;
         // Whatever would fail every attempt fails here instead.
         Connection::client(
             options.config.clone(),

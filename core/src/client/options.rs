@@ -32,7 +32,8 @@ pub struct ClientOptions {
     pub request: ClientRequest,
     /// Connection settings (limits, timeouts, keepalive, compression).
     pub config: Arc<Config>,
-    /// TLS settings, required for `wss://`.
+    /// TLS settings for `wss://`; `None`: the Mozilla root set, no client
+    /// certificate.
     pub tls: Option<ClientTls>,
     /// When to try again, and whether rejections are retried.
     pub reconnect: ReconnectConfig,

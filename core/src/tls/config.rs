@@ -5,6 +5,7 @@
 
 use super::provider;
 use crate::error::ConfigError;
+use crate::handshake::ClientRequest;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -43,6 +44,25 @@ impl ClientTls {
             roots: RootCertStore::empty(),
             client_cert: None,
             provider: None,
+        }
+    }
+
+    /// The TLS for a client of `request`: `tls` when given; for a
+    /// `wss://` URL without one, the Mozilla root set (no client
+    /// certificate); for `ws://`, none. The default of the reconnecting
+    /// [`Client`](crate::Client) and of the adapters' `connect`.
+    ///
+    /// # Errors
+    ///
+    /// Building the default failed (no crypto provider).
+    pub fn for_request(
+        tls: Option<&ClientTls>,
+        request: &ClientRequest,
+    ) -> Result<Option<ClientTls>, ConfigError> {
+        match tls {
+            Some(tls) => Ok(Some(tls.clone())),
+            None if request.is_tls() => Ok(Some(Self::builder().with_mozilla_roots().build()?)),
+            None => Ok(None),
         }
     }
 
