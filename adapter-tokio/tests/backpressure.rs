@@ -3,8 +3,8 @@
 //! only its bounded buffers (the reader's, and the core's own bound on
 //! inflated data, which holds only while the adapter leaves the core's
 //! events alone), stops reading its socket so that the sender's writes
-//! block, and once the reader reads, every message arrives whole and in
-//! order. Both for a [`WebSocket`](wharf_tokio::WebSocket) and for the
+//! block, while another client of the same listener is served; and once
+//! the reader reads, every message arrives whole and in order. Both for a [`WebSocket`](wharf_tokio::WebSocket) and for the
 //! [`ReconnectingClient`].
 //!
 //! This file is its own test binary, so the counting allocator
@@ -256,6 +256,27 @@ async fn a_reader_that_does_not_read_bounds_memory_and_stalls_the_sender() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!sending.is_finished(), "the sender got everything out");
     check_held(baseline);
+
+    // Another client of the same listener is served meanwhile.
+    let other = tokio::spawn(async move {
+        let mut ws = wharf_tokio::connect(&format!("ws://{addr}/"), &ClientConfig::new())
+            .await
+            .expect("the other client connects");
+        ws.send(Message::text("still there?")).await.expect("sent");
+        ws.recv().await.expect("an echo").expect("a message")
+    });
+    let (stream, _) = within("accept", listener.accept()).await.expect("accepted");
+    let mut echo = within("handshake", wharf_tokio::accept(stream, &config))
+        .await
+        .expect("open");
+    let got = within("the other message", echo.recv()).await;
+    echo.send(got.expect("open").expect("a message"))
+        .await
+        .expect("echoed");
+    let answer = within("the other client's echo", other)
+        .await
+        .expect("the client");
+    assert_eq!(answer, Message::text("still there?"));
 
     // Reading now: everything arrives, whole and in order.
     for i in 0..COMPRESSIBLE + INCOMPRESSIBLE {
