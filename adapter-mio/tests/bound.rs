@@ -6,48 +6,17 @@
 //! reconnecting client whose application stops taking messages stops
 //! reading, holds a bounded amount, and then delivers everything in order.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod counting;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 use wharf_core::{Accept, ClientRequest, Config, Connection, Event, Message};
 use wharf_mio::{ClientEvent, ClientOptions, ReconnectingClient, ServerOptions, WsServer};
-
-/// Counts live heap bytes.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// A global allocator that forwards to the system allocator and counts live
-// bytes: the only unsafe code of this test.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 /// The two tests measure the whole process: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -147,7 +116,7 @@ fn a_peer_that_floods_and_never_reads_cannot_grow_the_servers_heap() {
     let addr = listener.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let server = echo_server(listener, stop.clone());
-    let baseline = LIVE.load(Ordering::Relaxed);
+    let baseline = counting::live_bytes();
 
     // The flooder: 64 KiB messages, as fast as the socket takes them, for
     // at most 512 MiB; it never reads. A write that blocks for half a
@@ -196,7 +165,7 @@ fn a_peer_that_floods_and_never_reads_cannot_grow_the_servers_heap() {
             .expect("the other client is answered");
         assert_eq!(&echo[..2], &[0x82, 16]);
         answered += 1;
-        most = most.max(LIVE.load(Ordering::Relaxed) - baseline);
+        most = most.max(counting::live_bytes() - baseline);
     }
     let flooded = written.load(Ordering::Relaxed);
     eprintln!(
@@ -260,7 +229,7 @@ fn a_client_whose_application_stops_taking_messages_holds_a_bounded_amount() {
     let mut client = ReconnectingClient::new(options, Token(1), Instant::now()).unwrap();
     client.start(poll.registry(), Instant::now());
     let mut events = Events::with_capacity(64);
-    let baseline = LIVE.load(Ordering::Relaxed);
+    let baseline = counting::live_bytes();
     let mut most = 0isize;
     let mut got = Vec::new();
     let started = Instant::now();
@@ -278,7 +247,7 @@ fn a_client_whose_application_stops_taking_messages_holds_a_bounded_amount() {
             client.handle_event(poll.registry(), event, now);
         }
         client.handle_timeout(poll.registry(), now);
-        most = most.max(LIVE.load(Ordering::Relaxed) - baseline);
+        most = most.max(counting::live_bytes() - baseline);
         // The application takes nothing for the first second.
         if now < started + Duration::from_secs(1) {
             continue;

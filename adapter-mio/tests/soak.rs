@@ -5,48 +5,17 @@
 //!
 //! `WHARF_SOAK_CYCLES` sets the number of cycles (default 2,000).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod counting;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 use wharf_core::{Accept, ClientRequest, Config, Connection, Event, Message, ReconnectConfig};
 use wharf_mio::{ClientEvent, ClientOptions, ReconnectingClient};
-
-/// Counts live heap bytes.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// The one unsafe item of this crate: a global allocator that forwards to the
-// system allocator and counts live bytes.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -200,14 +169,14 @@ fn reconnect_cycles_keep_descriptors_and_heap_flat() {
                         fds_late = fds_late.min(fds);
                     }
                     if disconnects == 100 {
-                        baseline = Some((fds, LIVE.load(Ordering::Relaxed)));
+                        baseline = Some((fds, counting::live_bytes()));
                     }
                 }
                 _ => {}
             }
         }
     }
-    let end = (open_fds(), LIVE.load(Ordering::Relaxed));
+    let end = (open_fds(), counting::live_bytes());
     let (fd0, heap0) = baseline.expect("100 cycles");
     eprintln!(
         "soak: {disconnects} cycles ({connects} reached Open) in {:?}; fds at cycle 100 {fd0}, at the end {}, fewest in cycles 100-199 {fds_early}, fewest in the last 100 {fds_late}; live heap {heap0} -> {} bytes; reasons {reasons:?}",
