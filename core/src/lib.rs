@@ -15,6 +15,14 @@
 //!    poll_timeout()          ◀── the next Instant at which handle_timeout is due
 //! ```
 //!
+//! Around it, two more sans-IO values an adapter drives the same way:
+//! [`Client`], a client that stays connected (reconnect policy, a bounded
+//! queue, the registration on every Open, what goes back to the queue), and
+//! [`ConnectionSet`], a server's connections in one loop (whose events come
+//! next, the earliest deadline, the connection limit, shutdown). A
+//! `Connection` and a `Client` meet their socket through the same
+//! [`Endpoint`] trait: bytes and time.
+//!
 //! ## The run loop
 //!
 //! After **every** call that feeds or drives a connection, drain
