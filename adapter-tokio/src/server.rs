@@ -108,7 +108,8 @@ impl Server {
     /// Cancel-safe. Fails with [`Error::ShuttingDown`] once a shutdown has
     /// begun (the listener is then closed), and with [`Error::Io`] when the
     /// listener reports an error (e.g. too many open files); the server
-    /// keeps working after an `Io` error.
+    /// keeps working after an `Io` error. A connection reset before it was
+    /// accepted is skipped.
     ///
     /// # Panics
     ///
@@ -127,7 +128,13 @@ impl Server {
                 biased;
                 // The sender lives in the tracker, which we hold.
                 _ = shutdown.changed() => continue,
-                accepted = listener.accept() => accepted?,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    // One connection's failure (reset before it was
+                    // accepted): the listener goes on.
+                    Err(e) if is_per_connection(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                },
             };
             let _ = stream.set_nodelay(true);
             let registration = Registration::new(&self.tracker);
@@ -198,4 +205,10 @@ impl ServerHandle {
     pub fn is_shutting_down(&self) -> bool {
         self.tracker.is_shutting_down()
     }
+}
+
+/// An `accept` error that concerns only the connection being accepted.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
 }

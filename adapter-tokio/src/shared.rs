@@ -81,6 +81,19 @@ impl Shared {
         }
     }
 
+    /// Asks the driver to close (once: a later request, or one after the
+    /// connection closed, changes nothing) and wakes it.
+    pub(crate) fn request_close(&self, request: CloseRequest) {
+        let driver = {
+            let mut st = self.lock();
+            if st.close_request.is_none() && st.closed.is_none() {
+                st.close_request = Some(request);
+            }
+            st.take_driver()
+        };
+        wake([driver]);
+    }
+
     /// Locks the state. A panic elsewhere while the lock was held leaves
     /// plain data behind, so a poisoned lock is used as it is.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::watch;
 
-use crate::shared::{wake, CloseRequest, Shared};
+use crate::shared::{CloseRequest, Shared};
 
 /// The connections of one server, for its shutdown.
 #[derive(Debug)]
@@ -50,21 +50,9 @@ impl Tracker {
             .filter_map(Weak::upgrade)
             .collect();
         for shared in conns {
-            close_going_away(&shared);
+            shared.request_close(CloseRequest::GoingAway);
         }
     }
-}
-
-/// Asks a connection to close with 1001 (unless it already is closing).
-fn close_going_away(shared: &Shared) {
-    let driver = {
-        let mut st = shared.lock();
-        if st.close_request.is_none() && st.closed.is_none() {
-            st.close_request = Some(CloseRequest::GoingAway);
-        }
-        st.take_driver()
-    };
-    wake([driver]);
 }
 
 /// A connection's place in its server's list; leaving it (on drop, when
@@ -97,7 +85,7 @@ impl Registration {
             .by_id
             .insert(self.id, Arc::downgrade(shared));
         if self.tracker.is_shutting_down() {
-            close_going_away(shared);
+            shared.request_close(CloseRequest::GoingAway);
         }
         self
     }

@@ -552,14 +552,8 @@ impl WsWriter {
     }
 
     fn request_close(&mut self, code: CloseCode, reason: &str) {
-        let driver = {
-            let mut st = self.shared.lock();
-            if st.close_request.is_none() && st.closed.is_none() {
-                st.close_request = Some(CloseRequest::Close(code, reason.to_owned()));
-            }
-            st.take_driver()
-        };
-        wake([driver]);
+        self.shared
+            .request_close(CloseRequest::Close(code, reason.to_owned()));
     }
 
     fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<CloseInfo> {
