@@ -28,11 +28,6 @@ impl Timers {
     /// The earliest armed deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
         // Pairwise, without an iterator: asked several times per message.
-        let earlier = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, None) => a,
-            (None, b) => b,
-        };
         earlier(
             earlier(
                 earlier(self.handshake, self.close),
@@ -56,6 +51,15 @@ pub(crate) fn expired(slot: &mut Option<Instant>, now: Instant) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+/// The earlier of two optional deadlines (`None`: never).
+pub(crate) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 

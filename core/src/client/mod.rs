@@ -81,7 +81,8 @@ struct Active {
 #[derive(Clone, Copy)]
 struct Stop {
     code: CloseCode,
-    since: Instant,
+    /// The queue's drain and the close end by then.
+    deadline: Instant,
 }
 
 /// A WebSocket client that stays connected: sans-IO, like [`Connection`].
@@ -156,7 +157,6 @@ pub struct Client {
     /// The latest `now` seen.
     now: Instant,
     connects: u64,
-    stop_reported: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -223,7 +223,6 @@ impl Client {
             stop: None,
             now,
             connects: 0,
-            stop_reported: false,
         };
         client.attempt(now);
         Ok(client)
@@ -280,7 +279,7 @@ impl Client {
     /// after the registration, or waits for the next one. Handed back when
     /// the queue is full (count or bytes) or the client is stopping.
     pub fn send(&mut self, message: Message) -> Result<(), Message> {
-        if self.stop.is_some() || matches!(self.state, State::Stopped) {
+        if self.is_stopping() {
             return Err(message);
         }
         let len = message.len();
@@ -314,7 +313,10 @@ impl Client {
     fn request_stop(&mut self, now: Instant, code: CloseCode) {
         self.now = now;
         if self.stop.is_none() {
-            self.stop = Some(Stop { code, since: now });
+            self.stop = Some(Stop {
+                code,
+                deadline: now + self.config.close_timeout,
+            });
         }
         match self.state {
             State::Waiting { .. } => self.stopped(),
@@ -361,8 +363,7 @@ impl Client {
     /// queue is under its count.
     #[must_use]
     pub fn has_room(&self) -> bool {
-        self.stop.is_none()
-            && !matches!(self.state, State::Stopped)
+        !self.is_stopping()
             && self.queue.len() < self.max_messages
             && self.queued_bytes < self.max_bytes
     }
@@ -458,7 +459,7 @@ impl Client {
         if let Some(stop) = self.stop {
             if !active.close_started {
                 let drained = self.queue.is_empty() && active.registration.is_empty();
-                let overdue = now >= stop.since + self.config.close_timeout;
+                let overdue = now >= stop.deadline;
                 if drained || overdue || !active.opened || !active.conn.is_open() {
                     // 1000 and 1001 with an empty reason are always sendable.
                     let _ = active.conn.close(stop.code, "");
@@ -500,28 +501,13 @@ impl Client {
             self.queued_bytes += m.len();
             self.queue.push_front(m);
         }
-        let info = active.closed.take().unwrap_or(CloseInfo {
-            initiator: Initiator::Local,
-            code: CloseCode::ABNORMAL,
-            reason: String::new(),
-            clean: false,
-            error: Some(Error::TransportClosed),
-        });
-        let reason = if active.opened {
-            Disconnect::Lost(info)
+        let info = active.closed.take().unwrap_or_else(CloseInfo::abandoned);
+        if active.opened {
+            let code = peer_code(&info);
+            self.lost(now, Disconnect::Lost(info), code, ours);
         } else {
-            Disconnect::Handshake(info.error.unwrap_or(Error::TransportClosed))
-        };
-        let code = match &reason {
-            Disconnect::Lost(info) => peer_code(info),
-            _ => None,
-        };
-        let opened = active.opened;
-        drop(active);
-        if opened {
-            self.lost(now, reason, code, ours);
-        } else {
-            self.attempt_over(now, reason, ours);
+            let error = info.error.unwrap_or(Error::TransportClosed);
+            self.attempt_over(now, Disconnect::Handshake(error), ours);
         }
     }
 
@@ -563,22 +549,14 @@ impl Client {
 
     fn stopped(&mut self) {
         self.state = State::Stopped;
-        if !self.stop_reported {
-            self.stop_reported = true;
-            self.events.push_back(ClientEvent::Stopped);
-        }
+        self.events.push_back(ClientEvent::Stopped);
     }
 
     fn attempt(&mut self, now: Instant) {
         let deadline = now + self.config.handshake_timeout;
         self.state = State::Connecting { deadline };
-        let host = self.request.host();
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
         self.action = Some(ClientAction::Connect {
-            host: host.to_owned(),
+            host: self.request.host().to_owned(),
             port: self.request.port(),
             deadline,
         });
@@ -707,15 +685,8 @@ impl Client {
             State::Waiting { at } => Some(*at),
             State::Connecting { deadline } => Some(*deadline),
             State::Active(a) => {
-                let own = self
-                    .stop
-                    .filter(|_| !a.close_started)
-                    .map(|s| s.since + self.config.close_timeout);
-                match (a.conn.poll_timeout(), own) {
-                    (Some(x), Some(y)) => Some(x.min(y)),
-                    (x, None) => x,
-                    (None, y) => y,
-                }
+                let own = self.stop.filter(|_| !a.close_started).map(|s| s.deadline);
+                crate::timer::earlier(a.conn.poll_timeout(), own)
             }
             State::Stopped => None,
         }

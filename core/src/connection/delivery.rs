@@ -24,7 +24,7 @@ use super::Connection;
 /// The event queue and what counts against the receive bound.
 #[derive(Default)]
 pub(super) struct Delivery {
-    pub(super) events: VecDeque<Event>,
+    events: VecDeque<Event>,
     /// Events queued, plus messages and chunks handed out with
     /// `poll_event_held` and not released.
     held_events: usize,
@@ -36,7 +36,7 @@ pub(super) struct Delivery {
     pub(super) paused: bool,
     /// Data messages dropped after this side started closing, because the
     /// bound was reached.
-    pub(super) discarded: u64,
+    discarded: u64,
 }
 
 /// The payload bytes an event counts with.
@@ -69,13 +69,13 @@ impl Connection {
     }
 
     /// Either receive bound is reached.
-    pub(super) fn bound_reached(&self) -> bool {
+    fn bound_reached(&self) -> bool {
         self.inbox.held_events >= self.config.max_receive_events.max(1)
             || self.inbox.held_bytes >= self.config.max_receive_queue.max(1)
     }
 
     /// This side sent (or queued) its Close.
-    pub(super) fn closing_locally(&self) -> bool {
+    fn closing_locally(&self) -> bool {
         self.close.initiator == Some(Initiator::Local)
     }
 
